@@ -1,0 +1,120 @@
+//! The connection pool and the two sets of migrations: apalis's (schema `apalis`, its own
+//! history table) and Billhook's (`migrations/`, `public._sqlx_migrations`). apalis's run
+//! first because ours may refer to its tables.
+
+use std::borrow::Cow;
+
+use anyhow::Context as _;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::config::DatabaseSettings;
+
+/// Billhook's own migrations, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// The command an operator runs to migrate, named in every "not migrated" message.
+pub const MIGRATE_COMMAND: &str = "billhook-worker migrate";
+
+fn apalis_migrator() -> Migrator {
+    apalis_postgres::PostgresStorage::<()>::migrations()
+}
+
+/// Pool options shared by both binaries. The acquire timeout bounds how long a request can
+/// wait for a connection when PostgreSQL is down or the pool is exhausted.
+pub fn pool_options(settings: &DatabaseSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections.min(settings.max_connections))
+        .acquire_timeout(settings.timeout)
+}
+
+pub fn connect_options(settings: &DatabaseSettings) -> anyhow::Result<PgConnectOptions> {
+    settings
+        .url
+        .expose_secret()
+        .parse::<PgConnectOptions>()
+        // The URL may hold a password: the message names the setting, never the value.
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))
+}
+
+/// Opens the pool and checks that the database answers.
+pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options = connect_options(settings)?;
+    let pool = pool_options(settings)
+        .connect_with(options)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    Ok(pool)
+}
+
+/// Runs apalis's setup, then Billhook's migrations. Safe to run again, and from several
+/// processes at once (both migrators take an advisory lock).
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    apalis_postgres::PostgresStorage::<()>::setup(pool)
+        .await
+        .context("apalis migrations failed")?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("billhook migrations failed")?;
+    Ok(())
+}
+
+/// The database lacks migrations this build needs.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database is not migrated ({missing} migration(s) of {what} not applied): run `{MIGRATE_COMMAND}` first"
+)]
+pub struct NotMigrated {
+    pub what: &'static str,
+    pub missing: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationCheckError {
+    #[error(transparent)]
+    NotMigrated(#[from] NotMigrated),
+    #[error("cannot read the migration history")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Fails unless every migration of apalis and of Billhook that this build knows is applied.
+pub async fn check_migrated(pool: &PgPool) -> Result<(), MigrationCheckError> {
+    check_one(pool, &apalis_migrator(), "apalis").await?;
+    check_one(pool, &MIGRATOR, "billhook").await?;
+    Ok(())
+}
+
+async fn check_one(
+    pool: &PgPool,
+    migrator: &Migrator,
+    what: &'static str,
+) -> Result<(), MigrationCheckError> {
+    let table: &Cow<'static, str> = &migrator.table_name;
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(table.as_ref())
+        .fetch_one(pool)
+        .await?;
+    let expected: Vec<i64> = migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect();
+    let applied: Vec<i64> = if exists.is_some() {
+        // The table name comes from the migrator (a constant), never from input.
+        let sql = format!("SELECT version FROM {table} WHERE success");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let missing = expected.iter().filter(|v| !applied.contains(v)).count();
+    if missing > 0 {
+        return Err(NotMigrated { what, missing }.into());
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Logs and traces. Logs are JSON lines (or text for a terminal) through `tracing`; every line
+//! inside a span carries that span's fields, so a line about an event carries its id and type.
+//! An OpenTelemetry tracer is always installed so each request has a trace id to hand on to
+//! its jobs; spans are exported over OTLP/HTTP only when an endpoint is configured.
+
+use anyhow::Context as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::config::{LogFormat, TelemetrySettings};
+
+/// Flushes pending spans when dropped; keep it alive for the life of the process.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        // Nothing useful can be done with a failed flush at exit; the collector may be gone.
+        let _ = self.provider.shutdown();
+    }
+}
+
+/// The tracer provider: exporting over OTLP/HTTP when `otlp_endpoint` is set, otherwise only
+/// minting trace ids for propagation.
+pub fn tracer_provider(
+    service: &'static str,
+    otlp_endpoint: Option<&str>,
+) -> anyhow::Result<SdkTracerProvider> {
+    let resource = Resource::builder().with_service_name(service).build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = otlp_endpoint {
+        let endpoint = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()
+            .context("cannot build the OTLP exporter (OTEL_EXPORTER_OTLP_ENDPOINT)")?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    Ok(builder.build())
+}
+
+/// Installs the global subscriber and propagator. Call once, at the start of `main`.
+pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    let filter = EnvFilter::try_new(&settings.log_filter).with_context(|| {
+        format!(
+            "BILLHOOK_LOG `{}` is not a valid filter",
+            settings.log_filter
+        )
+    })?;
+    let provider = tracer_provider(service, settings.otlp_endpoint.as_deref())?;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    let fmt = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(fmt)
+        .try_init()
+        .context("a tracing subscriber is already installed")?;
+    Ok(TelemetryGuard { provider })
+}

@@ -1,0 +1,173 @@
+//! billhook-receiver: the thin service Stripe calls. It verifies each delivery, stores the
+//! event and enqueues its job in one transaction, and answers. Everything that can fail after
+//! the event is safely stored belongs to the worker.
+
+pub mod ingest;
+pub mod metrics;
+pub mod rate_limit;
+pub mod routes;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use billhook_core::config::ReceiverSettings;
+use billhook_core::stripe::WebhookSecrets;
+use sqlx::PgPool;
+
+use crate::metrics::Metrics;
+use crate::rate_limit::RejectLimiter;
+
+/// The public paths of the webhook endpoint.
+pub const WEBHOOK_PATHS: [&str; 2] = ["/api/webhooks/stripe", "/webhooks/stripe"];
+
+/// What every request handler shares. Built once per `Application`.
+pub struct AppState {
+    pub pool: PgPool,
+    pub secrets: WebhookSecrets,
+    pub tolerance_secs: i64,
+    pub max_body_bytes: usize,
+    pub max_attempts: u32,
+    pub db_timeout: Duration,
+    pub trust_forwarded_for: bool,
+    pub reject_limiter: RejectLimiter,
+    pub metrics: Metrics,
+}
+
+/// Both listeners, bound and ready to run. `build` binds the sockets, so a test can ask for
+/// port 0 and read the real ports before running.
+pub struct Application {
+    port: u16,
+    admin_port: u16,
+    state: web::Data<AppState>,
+    server: Server,
+    admin: Server,
+}
+
+impl Application {
+    /// Connects to PostgreSQL, refuses an unmigrated database, and binds both listeners.
+    pub async fn build(settings: ReceiverSettings) -> anyhow::Result<Self> {
+        let pool = billhook_core::db::connect(&settings.database).await?;
+        billhook_core::db::check_migrated(&pool).await?;
+        Self::build_with_pool(settings, pool)
+    }
+
+    /// Binds both listeners around an existing pool (which may be lazy: nothing here touches
+    /// the database).
+    pub fn build_with_pool(settings: ReceiverSettings, pool: PgPool) -> anyhow::Result<Self> {
+        let state = web::Data::new(AppState {
+            pool,
+            tolerance_secs: i64::try_from(settings.signature_tolerance.as_secs())
+                .context("BILLHOOK_SIGNATURE_TOLERANCE is too large")?,
+            secrets: settings.secrets,
+            max_body_bytes: settings.max_body_bytes,
+            max_attempts: settings.process_event_max_attempts,
+            db_timeout: settings.database.timeout,
+            trust_forwarded_for: settings.trust_forwarded_for,
+            reject_limiter: RejectLimiter::new(
+                NonZeroU32::new(settings.reject_limit_per_minute)
+                    .context("BILLHOOK_REJECT_LIMIT_PER_MINUTE must be at least 1")?,
+                NonZeroU32::new(settings.reject_burst)
+                    .context("BILLHOOK_REJECT_BURST must be at least 1")?,
+            ),
+            metrics: Metrics::new(),
+        });
+
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let admin_listener = TcpListener::bind(&settings.admin_listen)
+            .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
+        let admin_port = admin_listener.local_addr()?.port();
+
+        let shutdown_secs = settings.shutdown_timeout.as_secs().max(1);
+        let webhook_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            let route = || web::post().to(routes::webhook::receive);
+            App::new()
+                .app_data(webhook_state.clone())
+                .route(WEBHOOK_PATHS[0], route())
+                .route(WEBHOOK_PATHS[1], route())
+        })
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs);
+        if let Some(workers) = settings.http_workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+
+        let admin_state = state.clone();
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .route("/healthz", web::get().to(routes::admin::healthz))
+                .route("/readyz", web::get().to(routes::admin::readyz))
+                .route("/metrics", web::get().to(routes::admin::metrics))
+        })
+        .disable_signals()
+        .shutdown_timeout(shutdown_secs)
+        .workers(1)
+        .listen(admin_listener)?
+        .run();
+
+        Ok(Self {
+            port,
+            admin_port,
+            state,
+            server,
+            admin,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
+    /// finish (up to the shutdown timeout) and returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let server_handle = self.server.handle();
+        let admin_handle = self.admin.handle();
+        tracing::info!(
+            port = self.port,
+            admin_port = self.admin_port,
+            "billhook-receiver listening"
+        );
+        let state = Arc::clone(&self.state.clone().into_inner());
+        let sweeper = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                state.reject_limiter.forget_idle();
+            }
+        });
+        let servers = async {
+            let (a, b) = tokio::join!(self.server, self.admin);
+            a.and(b)
+        };
+        tokio::pin!(servers);
+        tokio::select! {
+            result = &mut servers => {
+                sweeper.abort();
+                return result.context("HTTP server failed");
+            }
+            () = shutdown => {}
+        }
+        tracing::info!("draining in-flight requests");
+        tokio::join!(server_handle.stop(true), admin_handle.stop(true));
+        let result = servers.await;
+        sweeper.abort();
+        self.state.pool.close().await;
+        tracing::info!("billhook-receiver stopped");
+        result.context("HTTP server failed")
+    }
+}

@@ -1,0 +1,37 @@
+//! The internal listener: liveness, readiness and metrics. Bound to a private address; it
+//! never serves the webhook route.
+
+use actix_web::{HttpResponse, web};
+
+use crate::AppState;
+
+/// The process is up and serving.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when PostgreSQL answers and holds every migration this build needs.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let check = tokio::time::timeout(
+        state.db_timeout,
+        billhook_core::db::check_migrated(&state.pool),
+    )
+    .await;
+    let problem = match check {
+        Ok(Ok(())) => return HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Ok(Err(billhook_core::db::MigrationCheckError::NotMigrated(e))) => e.to_string(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            "database unreachable".to_owned()
+        }
+        Err(_) => "database timed out".to_owned(),
+    };
+    HttpResponse::ServiceUnavailable()
+        .json(serde_json::json!({ "status": "not ready", "reason": problem }))
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,4 @@
+//! HTTP routes: the public webhook endpoint and the internal admin listener.
+
+pub mod admin;
+pub mod webhook;

@@ -1,0 +1,10 @@
+//! Tools for tests and local development: a fresh PostgreSQL database per test, Stripe's
+//! signing scheme, realistic events built from Stripe's own example objects, and helpers that
+//! start the receiver on port 0. Nothing here ships in a production binary.
+
+pub mod database;
+pub mod fixtures;
+pub mod receiver;
+
+pub use database::TestDatabase;
+pub use receiver::TestReceiver;
