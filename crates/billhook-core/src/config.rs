@@ -14,7 +14,7 @@ use crate::stripe::WebhookSecrets;
 #[derive(clap::Args, Debug, Clone)]
 pub struct DatabaseSettings {
     /// PostgreSQL connection URL, e.g. postgres://billhook@127.0.0.1:5432/billhook.
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    #[arg(long = "database-url", env = "DATABASE_URL", value_name = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
     pub url: SecretString,
 
     /// Most connections this process opens.
@@ -95,7 +95,7 @@ pub struct ReceiverSettings {
     /// Endpoint signing secrets, comma-separated, each optionally labelled:
     /// `whsec_…` or `primary=whsec_…,connect=whsec_…`. The label of the secret that matched
     /// is stored with the event. Several are normal while rotating.
-    #[arg(long = "webhook-secrets", env = "BILLHOOK_WEBHOOK_SECRETS", hide_env_values = true,
+    #[arg(long = "webhook-secrets", env = "BILLHOOK_WEBHOOK_SECRETS", value_name = "BILLHOOK_WEBHOOK_SECRETS", hide_env_values = true,
           value_parser = webhook_secrets)]
     pub secrets: WebhookSecrets,
 

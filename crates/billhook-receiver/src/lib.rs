@@ -88,11 +88,10 @@ impl Application {
         let shutdown_secs = settings.shutdown_timeout.as_secs().max(1);
         let webhook_state = state.clone();
         let mut server = HttpServer::new(move || {
-            let route = || web::post().to(routes::webhook::receive);
-            App::new()
-                .app_data(webhook_state.clone())
-                .route(WEBHOOK_PATHS[0], route())
-                .route(WEBHOOK_PATHS[1], route())
+            // A resource (not a bare route) so other methods get 405, not 404.
+            App::new().app_data(webhook_state.clone()).service(
+                web::resource(WEBHOOK_PATHS).route(web::post().to(routes::webhook::receive)),
+            )
         })
         .disable_signals()
         .shutdown_timeout(shutdown_secs);
@@ -163,8 +162,12 @@ impl Application {
             () = shutdown => {}
         }
         tracing::info!("draining in-flight requests");
-        tokio::join!(server_handle.stop(true), admin_handle.stop(true));
-        let result = servers.await;
+        // The servers' own futures process the stop command, so they must keep being polled
+        // while it is sent.
+        let stop = async {
+            tokio::join!(server_handle.stop(true), admin_handle.stop(true));
+        };
+        let (result, ()) = tokio::join!(servers, stop);
         sweeper.abort();
         self.state.pool.close().await;
         tracing::info!("billhook-receiver stopped");

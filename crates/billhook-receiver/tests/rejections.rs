@@ -1,0 +1,185 @@
+//! Every refused request gets its status code, a small fixed body, and writes nothing.
+
+use std::time::{Duration, Instant};
+
+use billhook_testkit::fixtures::{self, ApiShape};
+use billhook_testkit::{TestDatabase, TestReceiver, receiver};
+use sqlx::postgres::PgPoolOptions;
+
+async fn assert_nothing_written(app: &TestReceiver) {
+    assert_eq!(app.db.count("webhook_events").await, 0);
+    assert_eq!(app.db.count("apalis.jobs").await, 0);
+}
+
+fn event_body() -> Vec<u8> {
+    let event = fixtures::event("payment_intent.succeeded", ApiShape::Dahlia).expect("fixture");
+    fixtures::to_body(&event)
+}
+
+async fn error_of(response: reqwest::Response) -> String {
+    let body: serde_json::Value = response.json().await.expect("JSON error body");
+    body["error"].as_str().expect("an error message").to_owned()
+}
+
+#[tokio::test]
+async fn a_request_without_a_signature_is_401() {
+    let app = TestReceiver::spawn().await;
+    let response = app.post(event_body(), None).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(error_of(response).await, "invalid signature");
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn a_forged_or_stale_signature_is_401() {
+    let app = TestReceiver::spawn().await;
+    let body = event_body();
+    let forged = billhook_core::stripe::WebhookSecret::new("x", "whsec_forger")
+        .sign(fixtures::unix_now(), &body);
+    let stale = app.secret.sign(fixtures::unix_now() - 301, &body);
+    for signature in [forged, stale, "t=1,v1=zz".to_owned()] {
+        let response = app.post(body.clone(), Some(signature)).await;
+        assert_eq!(response.status(), 401);
+    }
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn a_verified_body_that_is_not_an_event_is_400() {
+    let app = TestReceiver::spawn().await;
+    for body in [
+        b"not json at all".to_vec(),
+        br#"{"object":"event","type":"x.y","created":1}"#.to_vec(),
+        br#"{"id":"cus_123","object":"customer","type":"x.y","created":1,"data":{"object":{}}}"#
+            .to_vec(),
+        br#"{"id":"evt_1","object":"event","type":"x.y","created":1}"#.to_vec(),
+    ] {
+        let signature = app.secret.sign(fixtures::unix_now(), &body);
+        let response = app.post(body, Some(signature)).await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(error_of(response).await, "malformed event");
+    }
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_cap_is_413() {
+    let app = TestReceiver::spawn_with(|s| s.max_body_bytes = 2048).await;
+    let mut body = event_body();
+    body.resize(4096, b' ');
+    let signature = app.secret.sign(fixtures::unix_now(), &body);
+    let response = app.post(body, Some(signature)).await;
+    assert_eq!(response.status(), 413);
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn repeated_failures_from_one_address_become_429_but_verified_events_pass() {
+    let app = TestReceiver::spawn_with(|s| {
+        s.reject_burst = 3;
+        s.reject_limit_per_minute = 1;
+    })
+    .await;
+    let statuses = {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(
+                app.post(event_body(), Some("t=1,v1=00".into()))
+                    .await
+                    .status(),
+            );
+        }
+        statuses
+    };
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+
+    let event = fixtures::event("customer.created", ApiShape::Acacia).expect("fixture");
+    assert_eq!(app.deliver(&event).await.status(), 200);
+    assert_eq!(app.db.count("webhook_events").await, 1);
+}
+
+#[tokio::test]
+async fn when_the_job_cannot_be_enqueued_the_event_is_rolled_back_and_the_answer_is_5xx() {
+    let app = TestReceiver::spawn().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN RAISE EXCEPTION 'jobs refused for the test'; END $$; \
+         CREATE TRIGGER refuse_jobs BEFORE INSERT ON apalis.jobs \
+           FOR EACH ROW EXECUTE FUNCTION refuse_jobs();",
+    )
+    .execute(&app.db.pool)
+    .await
+    .expect("install the failing trigger");
+
+    let event = fixtures::event("invoice.payment_failed", ApiShape::Dahlia).expect("fixture");
+    let response = app.deliver(&event).await;
+
+    assert!(response.status().is_server_error(), "{}", response.status());
+    let message = error_of(response).await;
+    assert!(
+        !message.contains("jobs refused"),
+        "internal detail leaked: {message}"
+    );
+    assert_nothing_written(&app).await;
+}
+
+#[tokio::test]
+async fn an_exhausted_pool_answers_503_within_the_timeout_and_recovers() {
+    let db = TestDatabase::new().await;
+    let mut settings = receiver::settings(&db.url);
+    settings.database.timeout = Duration::from_millis(300);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(settings.database.timeout)
+        .connect(&db.url)
+        .await
+        .expect("pool");
+    let app = billhook_receiver::Application::build_with_pool(settings.clone(), pool.clone())
+        .expect("app");
+    let app = TestReceiver::start(db, settings, app);
+    let held = pool.acquire().await.expect("take the only connection");
+
+    let event = fixtures::event("payment_intent.succeeded", ApiShape::Dahlia).expect("fixture");
+    let started = Instant::now();
+    let response = app.deliver(&event).await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the answer was bounded"
+    );
+    assert_nothing_written(&app).await;
+
+    drop(held);
+    assert_eq!(app.deliver(&event).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_database_that_is_down_answers_503() {
+    let db = TestDatabase::new().await;
+    let mut settings = receiver::settings(&db.url);
+    settings.database.timeout = Duration::from_millis(500);
+    // Nothing listens on port 1: every connection attempt fails.
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(settings.database.timeout)
+        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
+        .expect("lazy pool");
+    let app = billhook_receiver::Application::build_with_pool(settings.clone(), pool).expect("app");
+    let app = TestReceiver::start(db, settings, app);
+
+    let event = fixtures::event("payment_intent.succeeded", ApiShape::Dahlia).expect("fixture");
+    let response = app.deliver(&event).await;
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        error_of(response).await,
+        "temporarily unavailable, retry later"
+    );
+    assert_eq!(app.admin_get("/readyz").await.status(), 503);
+}
+
+#[tokio::test]
+async fn other_methods_are_not_allowed() {
+    let app = TestReceiver::spawn().await;
+    let response = app.client.get(app.webhook_url()).send().await.expect("GET");
+    assert_eq!(response.status(), 405);
+}

@@ -1,0 +1,45 @@
+//! `billhook-worker migrate`: prepares an empty database for both binaries, and is safe to
+//! run again.
+
+use std::process::Command;
+
+use billhook_testkit::TestDatabase;
+
+fn migrate(database_url: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_billhook-worker"))
+        .env_clear()
+        .env("DATABASE_URL", database_url)
+        .arg("migrate")
+        .output()
+        .expect("run billhook-worker migrate")
+}
+
+#[tokio::test]
+async fn migrate_prepares_an_empty_database_and_can_run_again() {
+    let db = TestDatabase::unmigrated().await;
+    assert!(billhook_core::db::check_migrated(&db.pool).await.is_err());
+
+    for _ in 0..2 {
+        let output = migrate(&db.url);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    billhook_core::db::check_migrated(&db.pool)
+        .await
+        .expect("migrated");
+    assert_eq!(db.count("webhook_events").await, 0);
+    assert_eq!(db.count("apalis.jobs").await, 0);
+}
+
+#[tokio::test]
+async fn migrate_against_an_unreachable_database_fails_with_a_clear_message() {
+    let output = migrate("postgres://billhook:hunter2@127.0.0.1:1/none");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
