@@ -12,7 +12,7 @@ async fn assert_nothing_written(app: &TestReceiver) {
 }
 
 fn event_body() -> Vec<u8> {
-    let event = fixtures::event("payment_intent.succeeded", ApiShape::Dahlia).expect("fixture");
+    let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
     fixtures::to_body(&event)
 }
 
@@ -111,7 +111,7 @@ async fn when_the_job_cannot_be_enqueued_the_event_is_rolled_back_and_the_answer
     .await
     .expect("install the failing trigger");
 
-    let event = fixtures::event("invoice.payment_failed", ApiShape::Dahlia).expect("fixture");
+    let event = fixtures::event("customer.updated", ApiShape::Dahlia).expect("fixture");
     let response = app.deliver(&event).await;
 
     assert!(response.status().is_server_error(), "{}", response.status());
@@ -139,7 +139,7 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_and_recovers() {
     let app = TestReceiver::start(db, settings, app);
     let held = pool.acquire().await.expect("take the only connection");
 
-    let event = fixtures::event("payment_intent.succeeded", ApiShape::Dahlia).expect("fixture");
+    let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
     let started = Instant::now();
     let response = app.deliver(&event).await;
     assert_eq!(response.status(), 503);
@@ -166,7 +166,7 @@ async fn a_database_that_is_down_answers_503() {
     let app = billhook_receiver::Application::build_with_pool(settings.clone(), pool).expect("app");
     let app = TestReceiver::start(db, settings, app);
 
-    let event = fixtures::event("payment_intent.succeeded", ApiShape::Dahlia).expect("fixture");
+    let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
     let response = app.deliver(&event).await;
 
     assert_eq!(response.status(), 503);

@@ -17,7 +17,7 @@ async fn the_job_metadata_carries_the_request_trace_context() {
     )
     .expect("telemetry");
     let app = TestReceiver::spawn().await;
-    let event = fixtures::event("payment_intent.succeeded", ApiShape::Acacia).expect("fixture");
+    let event = fixtures::event("customer.created", ApiShape::Acacia).expect("fixture");
     assert_eq!(app.deliver(&event).await.status(), 200);
 
     let context: Option<String> =

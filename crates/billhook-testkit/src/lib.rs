@@ -5,6 +5,8 @@
 pub mod database;
 pub mod fixtures;
 pub mod receiver;
+pub mod worker;
 
 pub use database::TestDatabase;
 pub use receiver::TestReceiver;
+pub use worker::TestWorker;

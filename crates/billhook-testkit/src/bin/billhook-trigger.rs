@@ -3,8 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use billhook_core::stripe::WebhookSecrets;
-use billhook_core::stripe::event_types::HANDLED;
-use billhook_testkit::fixtures::{self, ApiShape};
+use billhook_testkit::fixtures::{self, ApiShape, EVENT_TYPES};
 use clap::Parser as _;
 
 #[derive(clap::Parser)]
@@ -52,7 +51,7 @@ enum Shape {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.list {
-        HANDLED.iter().for_each(|t| println!("{t}"));
+        EVENT_TYPES.iter().for_each(|t| println!("{t}"));
         return Ok(());
     }
     let event_type = args.event_type.context("an event type is required")?;

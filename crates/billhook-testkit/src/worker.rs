@@ -1,0 +1,94 @@
+//! `TestWorker`: the worker daemon in-process against a test database, with fast polling,
+//! heartbeats and retries, plus helpers to wait for what it does.
+
+use std::time::{Duration, Instant};
+
+use billhook_worker::daemon::Daemon;
+use billhook_worker::settings::RunSettings;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Settings for a worker that notices everything quickly: 100 ms polls, 1 s heartbeats,
+/// retries after about 100 ms.
+pub fn settings() -> RunSettings {
+    RunSettings {
+        admin_listen: "127.0.0.1:0".into(),
+        concurrency: 4,
+        batch_size: 10,
+        poll_interval: Duration::from_millis(100),
+        heartbeat_interval: Duration::from_secs(1),
+        missed_heartbeats: 2,
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(500),
+        shutdown_timeout: Duration::from_secs(10),
+        job_retention: Duration::from_secs(7 * 24 * 3600),
+    }
+}
+
+pub struct TestWorker {
+    pub admin_address: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestWorker {
+    pub async fn spawn(pool: &PgPool) -> Self {
+        Self::spawn_with(pool, settings()).await
+    }
+
+    pub async fn spawn_with(pool: &PgPool, settings: RunSettings) -> Self {
+        let daemon = Daemon::build(pool.clone(), settings)
+            .await
+            .unwrap_or_else(|e| panic!("worker starts: {e:#}"));
+        let admin_address = format!("http://127.0.0.1:{}", daemon.admin_port());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon.run(async {
+            let _ = rx.await;
+        }));
+        Self {
+            admin_address,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Asks the worker to stop and waits until it has.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Polls `sql` (a query returning one bigint) until it returns `expected`, or panics after
+/// `limit` with the last value seen.
+pub async fn wait_for_count(pool: &PgPool, sql: &str, expected: i64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        if value == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {limit:?} for `{sql}` to be {expected}; it is {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

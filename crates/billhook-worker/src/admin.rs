@@ -1,0 +1,48 @@
+//! The worker's internal listener: /healthz, /readyz, /metrics.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use sqlx::PgPool;
+
+use crate::metrics::Metrics;
+
+struct AdminState {
+    pool: PgPool,
+    metrics: Metrics,
+}
+
+pub fn serve(listener: TcpListener, pool: PgPool, metrics: Metrics) -> std::io::Result<Server> {
+    let state = web::Data::new(AdminState { pool, metrics });
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics_page))
+    })
+    .disable_signals()
+    .workers(1)
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
+    match billhook_core::db::check_migrated(&state.pool).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "not ready", "reason": e.to_string() })),
+    }
+}
+
+async fn metrics_page(state: web::Data<AdminState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&state.pool).await)
+}

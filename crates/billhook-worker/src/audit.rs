@@ -1,0 +1,24 @@
+//! The append-only audit log: one row per state change, naming the event that caused it.
+
+use sqlx::PgConnection;
+
+pub async fn record(
+    conn: &mut PgConnection,
+    event_id: &str,
+    entity: &str,
+    entity_id: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (event_id, entity, entity_id, action, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_id)
+    .bind(entity)
+    .bind(entity_id)
+    .bind(action)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

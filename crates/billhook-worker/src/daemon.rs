@@ -1,0 +1,142 @@
+//! `billhook-worker run`: apalis workers on PostgreSQL, woken by LISTEN/NOTIFY and polling on
+//! an interval too, with the admin listener and the retention sweep beside them.
+//!
+//! Lifecycle: start → refuse an unmigrated database → serve until `shutdown` completes → stop
+//! fetching, let in-flight jobs finish within the shutdown timeout → return. Jobs fetched but
+//! not started go back to the queue; a job cut off by the deadline returns through the
+//! heartbeat on another worker.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use apalis::layers::WorkerBuilderExt as _;
+use apalis::layers::tracing::{ContextualTaskSpan, TraceLayer};
+use apalis::prelude::{BackendExt as _, Monitor, WorkerBuilder};
+use apalis_postgres::{Config, PostgresStorage};
+use sqlx::PgPool;
+
+use crate::jobs::process_event::ProcessEventJob;
+use crate::metrics::Metrics;
+use crate::runner::{Backoff, JobKind, Runner, handle};
+use crate::settings::RunSettings;
+
+/// A worker process bound to its admin port, ready to run.
+pub struct Daemon {
+    pool: PgPool,
+    settings: RunSettings,
+    admin: TcpListener,
+    metrics: Metrics,
+    name: String,
+}
+
+impl Daemon {
+    /// Refuses an unmigrated database and binds the admin listener.
+    pub async fn build(pool: PgPool, settings: RunSettings) -> anyhow::Result<Self> {
+        billhook_core::db::check_migrated(&pool).await?;
+        let admin = TcpListener::bind(&settings.admin_listen)
+            .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "billhook".to_owned());
+        // Unique per process start: a restarted worker must not inherit its predecessor's
+        // heartbeat, or the job it was running when killed would stay Running forever.
+        let name = format!("{host}-{}", ulid::Ulid::generate());
+        Ok(Self {
+            pool,
+            settings,
+            admin,
+            metrics: Metrics::new(),
+            name,
+        })
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            pool,
+            settings,
+            admin,
+            metrics,
+            name,
+        } = self;
+        let admin = crate::admin::serve(admin, pool.clone(), metrics.clone())?;
+        let admin_handle = admin.handle();
+        let admin_task = tokio::spawn(admin);
+        let retention = tokio::spawn(crate::retention::run(
+            pool.clone(),
+            settings.job_retention,
+            Duration::from_secs(600),
+        ));
+        let backoff = Backoff {
+            base: settings.retry_base,
+            max: settings.retry_max,
+        };
+
+        let process_event = Arc::new(Runner {
+            kind: ProcessEventJob {
+                pool: pool.clone(),
+                metrics: metrics.clone(),
+            },
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+            backoff,
+        });
+        let monitor = register(Monitor::new(), &pool, &settings, &name, process_event)
+            .shutdown_timeout(settings.shutdown_timeout);
+        tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
+        let result = monitor
+            .run_with_signal(async move {
+                shutdown.await;
+                tracing::info!("finishing in-flight jobs");
+                Ok(())
+            })
+            .await;
+        retention.abort();
+        admin_handle.stop(true).await;
+        let _ = admin_task.await;
+        tracing::info!("billhook-worker stopped");
+        result.context("worker failed")
+    }
+}
+
+/// Adds the apalis worker for one job kind to the monitor.
+pub fn register<K: JobKind>(
+    monitor: Monitor,
+    pool: &PgPool,
+    settings: &RunSettings,
+    process: &str,
+    runner: Arc<Runner<K>>,
+) -> Monitor {
+    let pool = pool.clone();
+    let config = Config::default()
+        .queue(K::QUEUE)
+        .batch_size(settings.batch_size as usize)
+        .heartbeat_interval(settings.heartbeat_interval)
+        .missed_heartbeats(settings.missed_heartbeats as usize);
+    let poll = settings.poll_interval;
+    let concurrency = settings.concurrency as usize;
+    let name = format!("{process}-{}", K::KIND);
+    monitor.register(move |_| {
+        let backend = PostgresStorage::<serde_json::Value>::new(&pool)
+            .with_config(config.clone())
+            .with_pubsub()
+            .poll_with_interval(poll);
+        WorkerBuilder::new(name.clone())
+            .backend(backend)
+            .concurrency(concurrency)
+            .layer(TraceLayer::new().make_span_with(ContextualTaskSpan::new()))
+            .data(runner.clone())
+            .build(handle::<K>)
+    })
+}

@@ -1,0 +1,75 @@
+//! The worker's view of `webhook_events`: lock a stored event, read its payload, and keep its
+//! status, attempts and last error true.
+
+use sqlx::{PgConnection, PgPool};
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredEvent {
+    pub id: String,
+    #[sqlx(rename = "type")]
+    pub event_type: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub body: Vec<u8>,
+    pub status: String,
+}
+
+impl StoredEvent {
+    /// Applied, ignored and stale events are finished: a replay of their job does nothing.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "applied" | "ignored" | "stale")
+    }
+}
+
+/// Locks the event row for the rest of the transaction (`FOR UPDATE`), so two runs of one job
+/// never apply it side by side.
+pub async fn lock(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<StoredEvent>> {
+    sqlx::query_as(
+        "SELECT id, type, created, received_at, body, status FROM webhook_events
+          WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks the event finished with `status` (`applied`, `ignored` or `stale`).
+pub async fn finish(
+    conn: &mut PgConnection,
+    id: &str,
+    status: &str,
+    attempt: Option<u32>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_events SET status = $2, applied_at = now(), updated_at = now(),
+                attempts = coalesce($3, attempts + 1)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(attempt.map(|a| a as i32))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt outside the (rolled back) processing transaction.
+pub async fn record_failure(
+    pool: &PgPool,
+    id: &str,
+    attempt: u32,
+    error: &str,
+    dead: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE webhook_events SET status = $2, attempts = $3, last_error = $4, updated_at = now()
+          WHERE id = $1 AND status NOT IN ('applied', 'ignored', 'stale')",
+    )
+    .bind(id)
+    .bind(if dead { "dead" } else { "failed" })
+    .bind(attempt as i32)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

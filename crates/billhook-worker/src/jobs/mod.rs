@@ -1,0 +1,3 @@
+//! Job kinds, one per file.
+
+pub mod process_event;

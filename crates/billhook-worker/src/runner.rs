@@ -1,0 +1,222 @@
+//! The machinery every job kind runs on: decoding, panics, retries with backoff, failure
+//! history and dead letters. Built once, generic over the kind.
+//!
+//! Retries are durable: a retryable failure moves the job's `run_at` forward by the backoff
+//! and returns an error, so apalis marks it `Failed` and fetches it again only once it is due.
+//! Nothing sleeps in-process, a restart loses no schedule, and a retrying job holds no slot.
+//! A permanent failure or the last attempt writes the dead letter and ends the job with
+//! `AbortError` (status `Killed`) or as `Failed` with attempts exhausted.
+//!
+//! Errors: a handler returns `JobError`, saying whether a retry can help; everything else
+//! here is `anyhow`.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
+use futures_util::FutureExt as _;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+
+use crate::dead_letter;
+use crate::metrics::Metrics;
+
+/// What a handler's failure means for the job.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A retry may cure it: database, SMTP or HTTP trouble.
+    #[error("{0:#}")]
+    Retryable(anyhow::Error),
+    /// No retry will: a payload that cannot be read, a state that cannot be reached.
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl JobError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Retryable(_))
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Retryable(e.into())
+    }
+}
+
+/// One kind of job: its queue, its argument, and how to run it.
+pub trait JobKind: Send + Sync + 'static {
+    /// Stable name, used in metrics, failures and dead letters.
+    const KIND: &'static str;
+    const QUEUE: &'static str;
+    type Args: DeserializeOwned + Send + Sync;
+
+    /// The Stripe event a job belongs to, if any, for dead letters and requeue by event.
+    fn event_id(args: &serde_json::Value) -> Option<String>;
+
+    /// Runs the job once. It must be safe to run again: a crash after the work committed but
+    /// before the job was marked done re-runs it.
+    fn run(&self, args: Self::Args) -> impl Future<Output = Result<(), JobError>> + Send;
+
+    /// Records a failed attempt on the kind's own rows (for ProcessEvent, the event's status);
+    /// `dead` on the last one.
+    fn record_failure(
+        &self,
+        pool: &PgPool,
+        args: &serde_json::Value,
+        attempt: u32,
+        error: &str,
+        dead: bool,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Exponential backoff with ±50 % jitter: `base × 2^(attempt-1)`, capped at `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(30);
+        let nominal = self.base.saturating_mul(1u32 << exp).min(self.max);
+        let jitter = 0.5 + rand::random::<f64>();
+        nominal.mul_f64(jitter).min(self.max)
+    }
+}
+
+/// Everything the generic handler needs besides the kind.
+pub struct Runner<K> {
+    pub kind: K,
+    pub pool: PgPool,
+    pub metrics: Metrics,
+    pub backoff: Backoff,
+}
+
+/// The apalis handler for every kind. Arguments arrive as JSON values so that an argument of
+/// the wrong shape is this job's permanent failure, never a stopped worker.
+pub async fn handle<K: JobKind>(
+    args: serde_json::Value,
+    task_id: TaskId,
+    attempt: Attempt,
+    runner: Data<Arc<Runner<K>>>,
+) -> Result<(), BoxDynError> {
+    let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX).max(1);
+    let job_id = task_id.to_string();
+    let started = Instant::now();
+    let result = match serde_json::from_value::<K::Args>(args.clone()) {
+        Ok(decoded) => AssertUnwindSafe(runner.kind.run(decoded))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(JobError::Retryable(panic_error(&panic)))),
+        Err(e) => Err(JobError::Permanent(
+            anyhow::Error::new(e).context("the job argument cannot be decoded"),
+        )),
+    };
+    runner
+        .metrics
+        .job_finished(K::KIND, &result, started.elapsed());
+    let Err(error) = result else {
+        return Ok(());
+    };
+    match runner.fail(&job_id, &args, attempt, &error).await {
+        Ok(Fate::Retry(delay)) => {
+            tracing::warn!(job_id, attempt, ?delay, error = %error, "job failed; will retry");
+            Err(error.into())
+        }
+        Ok(Fate::Dead) => {
+            tracing::error!(job_id, attempt, error = %error, "job dead-lettered");
+            Err(AbortError::new(error).into())
+        }
+        // Recording failed too (the database is likely down): leave the job to apalis, which
+        // fetches it again; nothing is lost.
+        Err(record_error) => {
+            tracing::error!(job_id, attempt, error = %error, record_error = %format!("{record_error:#}"),
+                "job failed and the failure could not be recorded");
+            Err(error.into())
+        }
+    }
+}
+
+enum Fate {
+    Retry(Duration),
+    Dead,
+}
+
+impl<K: JobKind> Runner<K> {
+    async fn fail(
+        &self,
+        job_id: &str,
+        args: &serde_json::Value,
+        attempt: u32,
+        error: &JobError,
+    ) -> anyhow::Result<Fate> {
+        let message = format!("{error}");
+        let max_attempts = max_attempts(&self.pool, job_id).await?;
+        let dead = !error.is_retryable() || attempt >= max_attempts;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO job_failures (job_id, kind, attempt, retryable, error) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(job_id)
+        .bind(K::KIND)
+        .bind(attempt as i32)
+        .bind(error.is_retryable())
+        .bind(&message)
+        .execute(&mut *tx)
+        .await?;
+        let fate = if dead {
+            dead_letter::write(
+                &mut tx,
+                &dead_letter::NewDeadLetter {
+                    job_id,
+                    kind: K::KIND,
+                    queue: K::QUEUE,
+                    argument: args,
+                    event_id: K::event_id(args).as_deref(),
+                    error: &message,
+                    attempts: attempt,
+                },
+            )
+            .await?;
+            self.metrics.dead_lettered(K::KIND);
+            Fate::Dead
+        } else {
+            let delay = self.backoff.delay(attempt);
+            sqlx::query(
+                "UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $2) WHERE id = $1",
+            )
+            .bind(job_id)
+            .bind(delay.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+            self.metrics.retried(K::KIND);
+            Fate::Retry(delay)
+        };
+        tx.commit().await?;
+        self.kind
+            .record_failure(&self.pool, args, attempt, &message, dead)
+            .await?;
+        Ok(fate)
+    }
+}
+
+async fn max_attempts(pool: &PgPool, job_id: &str) -> anyhow::Result<u32> {
+    let max: Option<i32> = sqlx::query_scalar("SELECT max_attempts FROM apalis.jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(max.map_or(1, |m| m.max(1) as u32))
+}
+
+fn panic_error(panic: &Box<dyn std::any::Any + Send>) -> anyhow::Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    anyhow::anyhow!("the handler panicked: {message}")
+}

@@ -1,0 +1,65 @@
+//! Settings of the `run` daemon. Declared here with their defaults; docs/configuration.md is
+//! the reference page.
+
+use std::time::Duration;
+
+use billhook_core::config::positive_duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunSettings {
+    /// Address of the internal listener: /healthz, /readyz, /metrics. Keep it private.
+    #[arg(
+        long = "admin-listen",
+        env = "BILLHOOK_WORKER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9081"
+    )]
+    pub admin_listen: String,
+
+    /// Jobs of one kind processed at once by this process.
+    #[arg(long = "concurrency", env = "BILLHOOK_WORKER_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+
+    /// Jobs fetched per poll. Throughput is set mostly by this (see docs/performance.md).
+    #[arg(long = "batch-size", env = "BILLHOOK_WORKER_BATCH_SIZE", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+
+    /// Poll interval beside LISTEN/NOTIFY. NOTIFY is not sent for retries that come due, for
+    /// requeues or for scheduled jobs; this interval picks those up.
+    #[arg(long = "poll-interval", env = "BILLHOOK_WORKER_POLL_INTERVAL", default_value = "1s",
+          value_parser = positive_duration)]
+    pub poll_interval: Duration,
+
+    /// Heartbeat interval. A worker that misses `missed-heartbeats` in a row is presumed dead
+    /// and its jobs return to the queue: 5s × 3 brings them back within about 15 s.
+    #[arg(long = "heartbeat-interval", env = "BILLHOOK_WORKER_HEARTBEAT_INTERVAL", default_value = "5s",
+          value_parser = positive_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Missed heartbeats before a worker's jobs are taken back.
+    #[arg(long = "missed-heartbeats", env = "BILLHOOK_WORKER_MISSED_HEARTBEATS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub missed_heartbeats: u32,
+
+    /// Delay before the first retry; each further retry doubles it (with ±50 % jitter).
+    #[arg(long = "retry-base", env = "BILLHOOK_RETRY_BASE", default_value = "5s",
+          value_parser = positive_duration)]
+    pub retry_base: Duration,
+
+    /// Longest delay between two attempts.
+    #[arg(long = "retry-max", env = "BILLHOOK_RETRY_MAX", default_value = "30m",
+          value_parser = positive_duration)]
+    pub retry_max: Duration,
+
+    /// How long SIGTERM waits for in-flight jobs before the process exits anyway (they then
+    /// return to the queue through the heartbeat).
+    #[arg(long = "shutdown-timeout", env = "BILLHOOK_WORKER_SHUTDOWN_TIMEOUT", default_value = "30s",
+          value_parser = positive_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Finished jobs are deleted from apalis's table after this long (failed ones are kept).
+    #[arg(long = "job-retention", env = "BILLHOOK_JOB_RETENTION", default_value = "7d",
+          value_parser = positive_duration)]
+    pub job_retention: Duration,
+}

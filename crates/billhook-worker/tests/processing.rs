@@ -1,0 +1,297 @@
+//! ProcessEvent end to end, in-process: exactly-once effects, retries, dead letters, requeue
+//! and graceful shutdown, against a real PostgreSQL database.
+
+use std::time::Duration;
+
+use billhook_testkit::fixtures::{self, ApiShape};
+use billhook_testkit::worker::wait_for_count;
+use billhook_testkit::{TestReceiver, TestWorker};
+use billhook_worker::dead_letter::{self, Selection};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn deliver_customer_created(app: &TestReceiver) -> String {
+    let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
+    assert_eq!(app.deliver(&event).await.status(), 200);
+    event["id"].as_str().expect("id").to_owned()
+}
+
+async fn status_of(pool: &PgPool, event_id: &str) -> (String, i32, Option<String>) {
+    sqlx::query_as("SELECT status, attempts, last_error FROM webhook_events WHERE id = $1")
+        .bind(event_id)
+        .fetch_one(pool)
+        .await
+        .expect("event row")
+}
+
+/// Makes the first `failures` writes to `customers` fail. A sequence counts them, because a
+/// sequence advance survives the rollback of the transaction that failed.
+async fn fail_customer_writes(pool: &PgPool, failures: i64) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE SEQUENCE injected_failures;
+         CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF nextval('injected_failures') <= {failures} THEN
+               RAISE EXCEPTION 'injected failure';
+             END IF;
+             RETURN NEW;
+           END $$;
+         CREATE TRIGGER inject_failure BEFORE INSERT OR UPDATE ON customers
+           FOR EACH ROW EXECUTE FUNCTION inject_failure();"
+    )))
+    .execute(pool)
+    .await
+    .expect("install the failure trigger");
+}
+
+async fn heal_customer_writes(pool: &PgPool) {
+    sqlx::raw_sql("DROP TRIGGER inject_failure ON customers")
+        .execute(pool)
+        .await
+        .expect("drop the failure trigger");
+}
+
+#[tokio::test]
+async fn an_event_posted_to_the_receiver_is_applied_by_a_running_worker() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let id = deliver_customer_created(&app).await;
+
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    assert_eq!(
+        status_of(&app.db.pool, &id).await,
+        ("applied".into(), 1, None)
+    );
+    assert_eq!(
+        app.db
+            .count("customers WHERE id = 'cus_QXg1o8vcGmoR32'")
+            .await,
+        1
+    );
+    assert_eq!(app.db.count("audit_log").await, 1);
+    worker.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_redelivered_and_rerun_event_is_applied_once() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let event = fixtures::event("customer.created", ApiShape::Acacia).expect("fixture");
+    app.deliver(&event).await;
+    app.deliver(&event).await;
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    // Run the finished job again, as a crash between commit and acknowledgement would.
+    sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL",
+    )
+    .execute(&app.db.pool)
+    .await
+    .expect("reset the job");
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM apalis.jobs WHERE status = 'Done'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    assert_eq!(app.db.count("audit_log").await, 1);
+    assert_eq!(app.db.count("customers").await, 1);
+    worker.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_failure_a_retry_can_cure_is_retried_then_applied() {
+    let app = TestReceiver::spawn().await;
+    fail_customer_writes(&app.db.pool, 2).await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let id = deliver_customer_created(&app).await;
+
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    let (status, attempts, last_error) = status_of(&app.db.pool, &id).await;
+    assert_eq!((status.as_str(), attempts), ("applied", 3));
+    assert!(last_error.is_some_and(|e| e.contains("injected failure")));
+    assert_eq!(app.db.count("job_failures WHERE retryable").await, 2);
+    assert_eq!(app.db.count("dead_letters").await, 0);
+    assert_eq!(app.db.count("audit_log").await, 1);
+    worker.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn exhausted_retries_dead_letter_the_job_with_its_history_and_requeue_applies_it_once() {
+    let app = TestReceiver::spawn_with(|s| s.process_event_max_attempts = 3).await;
+    fail_customer_writes(&app.db.pool, 1_000).await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let id = deliver_customer_created(&app).await;
+
+    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+
+    let letters = dead_letter::list(&app.db.pool, &Selection::default())
+        .await
+        .expect("list");
+    let letter = &letters[0];
+    assert_eq!(letter.kind, "process_event");
+    assert_eq!(letter.event_id.as_deref(), Some(id.as_str()));
+    assert_eq!(letter.attempts, 3);
+    assert!(
+        letter.error.contains("injected failure"),
+        "{}",
+        letter.error
+    );
+    let history = letter.history.as_array().expect("history");
+    assert_eq!(history.len(), 3);
+    assert!(
+        history
+            .iter()
+            .all(|h| h["error"].as_str().is_some_and(|e| e.contains("injected")))
+    );
+    assert_eq!(status_of(&app.db.pool, &id).await.0, "dead");
+
+    heal_customer_writes(&app.db.pool).await;
+    let selection = Selection {
+        event_ids: vec![id.clone()],
+        ..Selection::default()
+    };
+    let requeued =
+        dead_letter::requeue(&app.db.pool, &selection, "tester", "database fixed", false)
+            .await
+            .expect("requeue");
+    assert_eq!(requeued.len(), 1);
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    assert_eq!(app.db.count("audit_log").await, 1);
+    let again = dead_letter::show(&app.db.pool, &letter.job_id)
+        .await
+        .expect("show")
+        .expect("kept");
+    assert!(again.requeued_at.is_some());
+    assert_eq!(again.requeue_history[0]["by"], "tester");
+    assert_eq!(again.requeue_history[0]["reason"], "database fixed");
+
+    // A second requeue of work that already took effect changes nothing.
+    let none = dead_letter::requeue(&app.db.pool, &selection, "tester", "again", false)
+        .await
+        .expect("requeue");
+    assert!(none.is_empty());
+    worker.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_permanent_error_goes_to_the_dead_letters_at_once() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let event = fixtures::envelope(
+        "customer.updated",
+        ApiShape::Dahlia,
+        serde_json::json!({ "object": "customer", "email": "no-id@example.com" }),
+    );
+    assert_eq!(app.deliver(&event).await.status(), 200);
+
+    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+
+    assert_eq!(app.db.count("job_failures").await, 1);
+    assert_eq!(app.db.count("job_failures WHERE NOT retryable").await, 1);
+    assert_eq!(app.db.count("dead_letters WHERE attempts = 1").await, 1);
+    assert_eq!(
+        app.db.count("webhook_events WHERE status = 'dead'").await,
+        1
+    );
+    worker.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn an_undecodable_job_argument_is_dead_lettered_and_the_worker_keeps_going() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let mut conn = app.db.pool.acquire().await.expect("conn");
+    let task =
+        apalis::prelude::TaskBuilder::new(br#"{"v":"99","what":"from the future"}"#.to_vec())
+            .max_attempts(5)
+            .build();
+    apalis_postgres::queries::push_tasks(
+        &mut *conn,
+        billhook_core::jobs::PROCESS_EVENT_QUEUE,
+        vec![task],
+    )
+    .await
+    .expect("push a bad job");
+
+    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+    let id = deliver_customer_created(&app).await;
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    let letters = dead_letter::list(&app.db.pool, &Selection::default())
+        .await
+        .expect("list");
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].error.contains("cannot be decoded"),
+        "{}",
+        letters[0].error
+    );
+    assert_eq!(status_of(&app.db.pool, &id).await.0, "applied");
+    worker.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_job_in_flight_finish() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    // Hold the event row so the job blocks inside its transaction.
+    let mut blocker = app.db.pool.begin().await.expect("tx");
+    let id = {
+        let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
+        let id = event["id"].as_str().expect("id").to_owned();
+        // Store first, then lock, so the worker finds the row and waits on it.
+        assert_eq!(app.deliver(&event).await.status(), 200);
+        sqlx::query("SELECT 1 FROM webhook_events WHERE id = $1 FOR UPDATE")
+            .bind(&id)
+            .execute(&mut *blocker)
+            .await
+            .expect("lock");
+        id
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stopping = tokio::spawn(worker.stop());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!stopping.is_finished(), "stop waits for the job in flight");
+    blocker.rollback().await.expect("release");
+
+    stopping.await.expect("join").expect("clean stop");
+    assert_eq!(status_of(&app.db.pool, &id).await.0, "applied");
+}
