@@ -169,6 +169,13 @@ impl Metrics {
             Ok(rows) => {
                 self.queue_depth.reset();
                 self.oldest_pending_seconds.reset();
+                // Known queues show 0 rather than vanishing when empty.
+                for queue in [billhook_core::jobs::PROCESS_EVENT_QUEUE] {
+                    self.queue_depth.with_label_values(&[queue]).set(0);
+                    self.oldest_pending_seconds
+                        .with_label_values(&[queue])
+                        .set(0);
+                }
                 for (queue, depth, oldest) in rows {
                     self.queue_depth.with_label_values(&[&queue]).set(depth);
                     let oldest = oldest.unwrap_or(0.0).max(0.0) as i64;

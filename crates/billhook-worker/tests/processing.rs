@@ -295,3 +295,43 @@ async fn shutdown_lets_the_job_in_flight_finish() {
     stopping.await.expect("join").expect("clean stop");
     assert_eq!(status_of(&app.db.pool, &id).await.0, "applied");
 }
+
+#[tokio::test]
+async fn the_admin_listener_reports_health_readiness_and_job_metrics() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    deliver_customer_created(&app).await;
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    let get = |path: &str| {
+        app.client
+            .get(format!("{}{path}", worker.admin_address))
+            .send()
+    };
+    assert_eq!(get("/healthz").await.expect("GET").status(), 200);
+    assert_eq!(get("/readyz").await.expect("GET").status(), 200);
+    let text = get("/metrics")
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        r#"billhook_worker_jobs_total{kind="process_event",outcome="ok"} 1"#,
+        r#"billhook_worker_events_total{status="applied",type="customer.created"} 1"#,
+        r#"billhook_worker_event_lag_seconds_count{status="applied"} 1"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    assert!(text.contains("billhook_worker_queue_depth"), "{text}");
+    worker.stop().await.expect("clean stop");
+}
