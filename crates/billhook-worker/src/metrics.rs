@@ -11,6 +11,9 @@ use sqlx::PgPool;
 
 use crate::runner::JobError;
 
+/// Queues shown in the gauges even when empty.
+const KNOWN_QUEUES: &[&str] = &[billhook_core::jobs::PROCESS_EVENT_QUEUE];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -170,7 +173,7 @@ impl Metrics {
                 self.queue_depth.reset();
                 self.oldest_pending_seconds.reset();
                 // Known queues show 0 rather than vanishing when empty.
-                for queue in [billhook_core::jobs::PROCESS_EVENT_QUEUE] {
+                for queue in KNOWN_QUEUES {
                     self.queue_depth.with_label_values(&[queue]).set(0);
                     self.oldest_pending_seconds
                         .with_label_values(&[queue])
