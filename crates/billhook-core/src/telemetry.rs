@@ -50,13 +50,22 @@ pub fn tracer_provider(
 
 /// Installs the global subscriber and propagator. Call once, at the start of `main`.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    let provider = tracer_provider(service, settings.otlp_endpoint.as_deref())?;
+    install(service, provider, settings)
+}
+
+/// Like `init`, with a tracer provider of the caller's (a test's in-memory exporter).
+pub fn install(
+    service: &'static str,
+    provider: SdkTracerProvider,
+    settings: &TelemetrySettings,
+) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&settings.log_filter).with_context(|| {
         format!(
             "BILLHOOK_LOG `{}` is not a valid filter",
             settings.log_filter
         )
     })?;
-    let provider = tracer_provider(service, settings.otlp_endpoint.as_deref())?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));

@@ -135,7 +135,12 @@ pub fn register<K: JobKind>(
         WorkerBuilder::new(name.clone())
             .backend(backend)
             .concurrency(concurrency)
-            .layer(TraceLayer::new().make_span_with(ContextualTaskSpan::new()))
+            // INFO, not apalis's DEBUG default: a span filtered out would cut the trace the
+            // receiver started.
+            .layer(
+                TraceLayer::new()
+                    .make_span_with(ContextualTaskSpan::new().level(tracing::Level::INFO)),
+            )
             .data(runner.clone())
             .build(handle::<K>)
     })
