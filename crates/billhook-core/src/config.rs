@@ -53,8 +53,8 @@ pub struct TelemetrySettings {
     )]
     pub log_format: LogFormat,
 
-    /// OTLP/gRPC collector endpoint (e.g. http://127.0.0.1:4317). Traces are exported only
-    /// when this is set.
+    /// OTLP/HTTP collector endpoint (e.g. http://127.0.0.1:4318); spans go to
+    /// `<endpoint>/v1/traces`. Traces are exported only when this is set.
     #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 }

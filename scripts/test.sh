@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The one test command (README and CI): formatting, lints, then every test of the workspace
+# against a real PostgreSQL server. Arguments are passed on to `cargo test`, e.g.
+#   scripts/test.sh -p billhook-receiver
+# Tests make a database of their own per test (billhook_test_*) on the server named by
+# BILLHOOK_TEST_DATABASE_URL; this script picks that server (see scripts/lib/pg.sh).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib/pg.sh
+source scripts/lib/pg.sh
+
+started=$SECONDS
+section() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust with rustup (https://rustup.rs), then open a new shell." >&2
+  exit 1
+fi
+for tool in fmt clippy; do
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    echo "cargo $tool not found: rustup component add $([ "$tool" = fmt ] && echo rustfmt || echo clippy)" >&2
+    exit 1
+  fi
+done
+
+# Leftover test databases older than this are dropped; younger ones may belong to a test run
+# going on right now on the same server.
+keep_recent_minutes=15
+
+# Milliseconds since the epoch encoded in a ULID (its first 10 Crockford base-32 digits).
+ulid_ms() {
+  local ulid alphabet=0123456789ABCDEFGHJKMNPQRSTVWXYZ ms=0 i digit before
+  ulid=$(printf '%s' "$1" | tr '[:lower:]' '[:upper:]')
+  [ "${#ulid}" -eq 26 ] || return 1
+  for ((i = 0; i < 10; i++)); do
+    digit=${ulid:i:1}
+    before=${alphabet%%"$digit"*}
+    [ "${#before}" -lt 32 ] || return 1
+    ms=$((ms * 32 + ${#before}))
+  done
+  printf '%s\n' "$ms"
+}
+
+# Drops the billhook_test_* databases earlier runs left. One still in use, or made in the last
+# few minutes, is kept: DROP DATABASE refuses the first, the age check spares the second.
+drop_leftover_test_databases() {
+  local url=$1 psql names name ms cutoff sql="" total=0 candidates=0 left
+  if ! psql=$(pg_find_bin psql); then
+    echo "psql not found: leftover billhook_test_* databases are not dropped"
+    return 0
+  fi
+  local list="select datname from pg_database where datname like 'billhook\_test\_%'"
+  names=$("$psql" -X -w -qtA -d "$url" -c "$list" </dev/null)
+  cutoff=$((($(date +%s) - keep_recent_minutes * 60) * 1000))
+  for name in $names; do
+    total=$((total + 1))
+    [[ $name =~ ^billhook_test_[0-9a-z]+$ ]] || continue
+    if ms=$(ulid_ms "${name#billhook_test_}") && [ "$ms" -gt "$cutoff" ]; then
+      continue
+    fi
+    sql+="DROP DATABASE IF EXISTS \"$name\";"$'\n'
+    candidates=$((candidates + 1))
+  done
+  if [ "$candidates" -gt 0 ]; then
+    # Errors (a database in use) are expected and skipped.
+    printf '%s' "$sql" | "$psql" -X -w -q -d "$url" >/dev/null 2>&1 || true
+  fi
+  left=$("$psql" -X -w -qtA -d "$url" -c "select count(*) from ($list) t" </dev/null)
+  echo "dropped $((total > left ? total - left : 0)) leftover test database(s), kept $left (in use or younger than $keep_recent_minutes min)"
+}
+
+section "PostgreSQL"
+trap pg_stop_private EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# A private cluster only holds throwaway test databases: durability is not needed.
+PG_PRIVATE_SERVER_OPTIONS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+pg_select_server .dev/test-pg "${BILLHOOK_TEST_DATABASE_URL:-}" "${DATABASE_URL:-}"
+export BILLHOOK_TEST_DATABASE_URL=$PG_SERVER_URL
+echo "test server: $(pg_redact "$PG_SERVER_URL") ($PG_SOURCE)"
+drop_leftover_test_databases "$PG_SERVER_URL"
+
+# apalis-postgres checks its query! macros against DATABASE_URL at build time unless offline;
+# it ships the data for that.
+export SQLX_OFFLINE=true
+
+# Every step runs even after one fails, so one run shows every problem; the exit status is
+# non-zero if any failed.
+failed=()
+step() {
+  local name=$1 t0=$SECONDS
+  shift
+  section "$*"
+  if "$@"; then
+    echo "--- $name: ok ($((SECONDS - t0)) s)"
+  else
+    echo "--- $name: FAILED ($((SECONDS - t0)) s)"
+    failed+=("$name")
+  fi
+}
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+# A hung test must fail the run, not eat CI's whole budget.
+step tests timeout "${BILLHOOK_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast "$@"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  section "scripts/test.sh: FAILED: ${failed[*]} ($((SECONDS - started)) s)"
+  exit 1
+fi
+section "scripts/test.sh: fmt, clippy and tests all passed ($((SECONDS - started)) s)"
