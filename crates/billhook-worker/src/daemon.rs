@@ -23,6 +23,10 @@ use crate::metrics::Metrics;
 use crate::runner::{Backoff, JobKind, Runner, handle};
 use crate::settings::RunSettings;
 
+/// Restarts of one job worker after errors (database gone, …) before the process gives up
+/// and exits non-zero for its supervisor to restart.
+const MAX_RESTARTS: usize = 50;
+
 /// A worker process bound to its admin port, ready to run.
 pub struct Daemon {
     pool: PgPool,
@@ -93,20 +97,38 @@ impl Daemon {
             backoff,
         });
         let monitor = register(Monitor::new(), &pool, &settings, &name, process_event)
+            .should_restart(|worker, error| {
+                // A fresh name per restart (see `register`), so jobs the failed instance held
+                // come back through the heartbeat instead of staying Running.
+                tracing::error!(worker = %worker.name(), restarts = worker.restarts(), error = %error,
+                    "worker stopped with an error; restarting it");
+                worker.restarts() < MAX_RESTARTS
+            })
             .shutdown_timeout(settings.shutdown_timeout);
         tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
+        let (stopping_tx, mut stopping) = tokio::sync::oneshot::channel::<()>();
         let result = monitor
             .run_with_signal(async move {
                 shutdown.await;
                 tracing::info!("finishing in-flight jobs");
+                let _ = stopping_tx.send(());
                 Ok(())
             })
             .await;
+        // The monitor also ends when its workers gave up; that must not look like a clean stop,
+        // so a supervisor (systemd, compose, Kubernetes) restarts the process.
+        let asked_to_stop = stopping.try_recv().is_ok();
         retention.abort();
         admin_handle.stop(true).await;
         let _ = admin_task.await;
+        result.context("worker failed")?;
+        if !asked_to_stop {
+            anyhow::bail!(
+                "the job workers stopped on their own after {MAX_RESTARTS} restarts; see the errors above"
+            );
+        }
         tracing::info!("billhook-worker stopped");
-        result.context("worker failed")
+        Ok(())
     }
 }
 
@@ -127,12 +149,12 @@ pub fn register<K: JobKind>(
     let poll = settings.poll_interval;
     let concurrency = settings.concurrency as usize;
     let name = format!("{process}-{}", K::KIND);
-    monitor.register(move |_| {
+    monitor.register(move |restarts| {
         let backend = PostgresStorage::<serde_json::Value>::new(&pool)
             .with_config(config.clone())
             .with_pubsub()
             .poll_with_interval(poll);
-        WorkerBuilder::new(name.clone())
+        WorkerBuilder::new(format!("{name}-{restarts}"))
             .backend(backend)
             .concurrency(concurrency)
             // INFO, not apalis's DEBUG default: a span filtered out would cut the trace the

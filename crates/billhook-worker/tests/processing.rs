@@ -231,18 +231,26 @@ async fn a_permanent_error_goes_to_the_dead_letters_at_once() {
 async fn an_undecodable_job_argument_is_dead_lettered_and_the_worker_keeps_going() {
     let app = TestReceiver::spawn().await;
     let worker = TestWorker::spawn(&app.db.pool).await;
-    let mut conn = app.db.pool.acquire().await.expect("conn");
-    let task =
-        apalis::prelude::TaskBuilder::new(br#"{"v":"99","what":"from the future"}"#.to_vec())
+    let push = |args: &[u8]| {
+        let task = apalis::prelude::TaskBuilder::new(args.to_vec())
             .max_attempts(5)
             .build();
-    apalis_postgres::queries::push_tasks(
-        &mut *conn,
-        billhook_core::jobs::PROCESS_EVENT_QUEUE,
-        vec![task],
-    )
-    .await
-    .expect("push a bad job");
+        let pool = app.db.pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.expect("conn");
+            apalis_postgres::queries::push_tasks(
+                &mut *conn,
+                billhook_core::jobs::PROCESS_EVENT_QUEUE,
+                vec![task],
+            )
+            .await
+        }
+    };
+    push(br#"{"v":"99","what":"from the future"}"#)
+        .await
+        .expect("JSON of the wrong shape is queued");
+    // Bytes that are not JSON would stop apalis's fetch for the whole worker: they never get in.
+    assert!(push(b"not JSON at all").await.is_err());
 
     wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
     let id = deliver_customer_created(&app).await;
@@ -263,6 +271,7 @@ async fn an_undecodable_job_argument_is_dead_lettered_and_the_worker_keeps_going
         "{}",
         letters[0].error
     );
+    assert_eq!(letters[0].attempts, 1);
     assert_eq!(status_of(&app.db.pool, &id).await.0, "applied");
     worker.stop().await.expect("clean stop");
 }
