@@ -2,11 +2,12 @@
 //! the source of truth and a job can always be rebuilt from `webhook_events`. Each job kind has
 //! its own queue, named here once so the receiver and the worker cannot disagree.
 //!
-//! apalis appears here only through `push_tasks`, which writes inside the caller's
-//! transaction: the event row and its job commit or roll back together.
+//! apalis appears here only through `push_tasks` (in [`push_job`]), which writes inside the
+//! caller's transaction: the row a job is about and the job commit or roll back together.
 
 use apalis::layers::tracing::{OtelTraceContext, TracingContext};
 use apalis::prelude::TaskBuilder;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
@@ -14,6 +15,9 @@ use crate::stripe::EventId;
 
 /// Queue of [`ProcessEvent`] jobs.
 pub const PROCESS_EVENT_QUEUE: &str = "billhook.process_event";
+
+/// Queue of the worker's NotifyApp jobs: one notice to the host application each.
+pub const NOTIFY_APP_QUEUE: &str = "billhook.notify_app";
 
 /// Apply one stored Stripe event. The payload stays in `webhook_events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,20 +48,73 @@ pub enum EnqueueError {
 }
 
 /// Enqueues `ProcessEvent` inside the caller's transaction. The event id is the idempotency
-/// key, so the same event can never have two jobs; the current span's trace context rides in
-/// the job's metadata so the worker's span continues the receiver's trace.
+/// key, so the same event can never have two jobs.
 pub async fn push_process_event(
     conn: &mut PgConnection,
     job: &ProcessEvent,
     max_attempts: u32,
 ) -> Result<(), EnqueueError> {
-    let args = serde_json::to_vec(job)?;
+    push_job(
+        conn,
+        PROCESS_EVENT_QUEUE,
+        job,
+        job.event_id().as_str(),
+        max_attempts,
+        None,
+    )
+    .await
+}
+
+/// Enqueues one job on `queue` inside the caller's transaction: commit keeps the caller's rows
+/// and the job, rollback removes both. The current span's trace context rides in the job's
+/// metadata so the worker's span continues the caller's trace.
+///
+/// `idempotency_key` is unique per queue, finished jobs included: a second push with the same
+/// key fails (and with it the caller's transaction), so callers push once per key. `run_at`
+/// schedules the job; apalis keeps whole seconds, so it is rounded up and the job never
+/// starts before it. `None` is due now.
+pub async fn push_job<T: Serialize + ?Sized>(
+    conn: &mut PgConnection,
+    queue: &str,
+    args: &T,
+    idempotency_key: &str,
+    max_attempts: u32,
+    run_at: Option<DateTime<Utc>>,
+) -> Result<(), EnqueueError> {
+    let args = serde_json::to_vec(args)?;
     let trace: TracingContext = OtelTraceContext::current().into();
-    let task = TaskBuilder::new(args)
-        .idempotency_key(job.event_id().as_str())
+    let mut task = TaskBuilder::new(args)
+        .idempotency_key(idempotency_key)
         .max_attempts(max_attempts as usize)
-        .metadata(&trace)
-        .build();
-    apalis_postgres::queries::push_tasks(conn, PROCESS_EVENT_QUEUE, vec![task]).await?;
+        .metadata(&trace);
+    if let Some(at) = run_at {
+        task = task.run_at_timestamp(whole_seconds_after(at));
+    }
+    apalis_postgres::queries::push_tasks(conn, queue, vec![task.build()]).await?;
     Ok(())
+}
+
+/// Unix seconds at or after `at` (0 for times before 1970).
+fn whole_seconds_after(at: DateTime<Utc>) -> u64 {
+    let seconds = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+    u64::try_from(seconds).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scheduled_time_is_rounded_up_to_the_next_whole_second() {
+        let exact = DateTime::from_timestamp(1_800_000_000, 0).expect("valid time");
+        let later = DateTime::from_timestamp(1_800_000_000, 1).expect("valid time");
+        assert_eq!(whole_seconds_after(exact), 1_800_000_000);
+        assert_eq!(whole_seconds_after(later), 1_800_000_001);
+    }
+
+    #[test]
+    fn a_time_before_1970_is_due_at_once() {
+        let past = DateTime::from_timestamp(-5, 0).expect("valid time");
+        assert_eq!(whole_seconds_after(past), 0);
+    }
 }

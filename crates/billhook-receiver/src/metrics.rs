@@ -40,6 +40,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     signature_failures: IntCounterVec,
+    ignored: IntCounterVec,
     ingest_seconds: HistogramVec,
 }
 
@@ -62,6 +63,15 @@ impl Metrics {
             &["reason"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        // Only verified events are counted, so the types are Stripe's (a few hundred at most).
+        let ignored = IntCounterVec::new(
+            Opts::new(
+                "billhook_receiver_ignored_events_total",
+                "Verified events stored as ignored (no handler), by event type.",
+            ),
+            &["type"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         let ingest_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "billhook_receiver_ingest_duration_seconds",
@@ -76,6 +86,7 @@ impl Metrics {
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(signature_failures.clone()),
+            Box::new(ignored.clone()),
             Box::new(ingest_seconds.clone()),
         ] {
             registry
@@ -86,6 +97,7 @@ impl Metrics {
             registry,
             requests,
             signature_failures,
+            ignored,
             ingest_seconds,
         }
     }
@@ -95,6 +107,11 @@ impl Metrics {
         self.ingest_seconds
             .with_label_values(&[outcome.as_str()])
             .observe(seconds);
+    }
+
+    /// A new event of a type no handler applies.
+    pub fn ignored(&self, event_type: &str) {
+        self.ignored.with_label_values(&[event_type]).inc();
     }
 
     pub fn signature_failure(&self, reason: &str) {

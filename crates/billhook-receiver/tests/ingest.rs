@@ -102,6 +102,18 @@ async fn an_unhandled_event_type_is_stored_as_ignored_without_a_job() {
         .expect("event row");
     assert_eq!(status, "ignored");
     assert_eq!(app.db.count("apalis.jobs").await, 0);
+    let metrics = app
+        .admin_get("/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        metrics.contains(
+            r#"billhook_receiver_ignored_events_total{type="customer.discount.created"} 1"#
+        ),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

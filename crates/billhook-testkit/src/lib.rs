@@ -2,9 +2,12 @@
 //! signing scheme, realistic events built from Stripe's own example objects, and helpers that
 //! start the receiver on port 0. Nothing here ships in a production binary.
 
+pub mod billing;
 pub mod database;
 pub mod fixtures;
 pub mod receiver;
+pub mod scenarios;
+pub mod stripe_api;
 pub mod worker;
 
 pub use database::TestDatabase;

@@ -4,13 +4,15 @@
 use std::time::{Duration, Instant};
 
 use billhook_worker::daemon::Daemon;
+use billhook_worker::notify::settings::NotifySettings;
+use billhook_worker::notify::sign::SigningKey;
 use billhook_worker::settings::RunSettings;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// Settings for a worker that notices everything quickly: 100 ms polls, 1 s heartbeats,
-/// retries after about 100 ms.
+/// retries after about 100 ms. Notices to the application are recorded, never sent.
 pub fn settings() -> RunSettings {
     RunSettings {
         admin_listen: "127.0.0.1:0".into(),
@@ -23,7 +25,26 @@ pub fn settings() -> RunSettings {
         retry_max: Duration::from_millis(500),
         shutdown_timeout: Duration::from_secs(10),
         job_retention: Duration::from_secs(7 * 24 * 3600),
+        notify: NotifySettings {
+            url: None,
+            secret: None,
+            timeout: Duration::from_secs(5),
+            max_attempts: 5,
+        },
+        billing: Default::default(),
     }
+}
+
+/// [`settings`] with notices sent to `url`, signed with `secret` (`whsec_…`).
+pub fn settings_with_notify(url: &str, secret: &str) -> RunSettings {
+    let mut settings = settings();
+    settings.notify.url = Some(
+        url.parse()
+            .unwrap_or_else(|e| panic!("notify URL `{url}`: {e}")),
+    );
+    settings.notify.secret =
+        Some(SigningKey::parse(secret).unwrap_or_else(|e| panic!("notify secret: {e}")));
+    settings
 }
 
 pub struct TestWorker {

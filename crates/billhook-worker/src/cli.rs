@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use billhook_core::config::{DatabaseSettings, TelemetrySettings};
 use chrono::{DateTime, Utc};
 
+use crate::billing_cli::{LedgerCommand, OrdersCommand};
 use crate::dead_letter::{self, DeadLetter, Selection};
 use crate::settings::RunSettings;
 
@@ -39,6 +40,12 @@ pub enum Command {
     /// Read the dead letters.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// The ledger: manual entries and balances.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Orders: create one before its payment, show one.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -151,6 +158,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_table(&letters);
             }
             Ok(())
+        }
+        Command::Ledger(command) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            crate::billing_cli::ledger(&pool, command).await
+        }
+        Command::Orders(command) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            crate::billing_cli::orders(&pool, command).await
         }
         Command::DeadLetters(DeadLettersCommand::Show { job_id }) => {
             billhook_core::db::check_migrated(&pool).await?;

@@ -18,8 +18,11 @@ use apalis::prelude::{BackendExt as _, Monitor, WorkerBuilder};
 use apalis_postgres::{Config, PostgresStorage};
 use sqlx::PgPool;
 
+use crate::billing::Context;
 use crate::jobs::process_event::ProcessEventJob;
 use crate::metrics::Metrics;
+use crate::notify::Outbox;
+use crate::notify::job::NotifyAppJob;
 use crate::runner::{Backoff, JobKind, Runner, handle};
 use crate::settings::RunSettings;
 
@@ -34,12 +37,22 @@ pub struct Daemon {
     admin: TcpListener,
     metrics: Metrics,
     name: String,
+    notify_app: NotifyAppJob,
+    context: Context,
 }
 
 impl Daemon {
-    /// Refuses an unmigrated database and binds the admin listener.
+    /// Refuses an unmigrated database or unusable notice settings, and binds the admin
+    /// listener.
     pub async fn build(pool: PgPool, settings: RunSettings) -> anyhow::Result<Self> {
         billhook_core::db::check_migrated(&pool).await?;
+        let notify_app = NotifyAppJob::new(pool.clone(), &settings.notify)?;
+        let context = Context {
+            outbox: Outbox::from_settings(&settings.notify)?,
+            ledger: settings.billing.ledger_rule,
+            stripe: settings.billing.stripe_api()?,
+        };
+        crate::billing::settings::store(&pool, &settings.billing).await?;
         let admin = TcpListener::bind(&settings.admin_listen)
             .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "billhook".to_owned());
@@ -52,6 +65,8 @@ impl Daemon {
             admin,
             metrics: Metrics::new(),
             name,
+            notify_app,
+            context,
         })
     }
 
@@ -73,6 +88,8 @@ impl Daemon {
             admin,
             metrics,
             name,
+            notify_app,
+            context,
         } = self;
         let admin = crate::admin::serve(admin, pool.clone(), metrics.clone())?;
         let admin_handle = admin.handle();
@@ -91,12 +108,20 @@ impl Daemon {
             kind: ProcessEventJob {
                 pool: pool.clone(),
                 metrics: metrics.clone(),
+                context,
             },
             pool: pool.clone(),
             metrics: metrics.clone(),
             backoff,
         });
-        let monitor = register(Monitor::new(), &pool, &settings, &name, process_event)
+        let notify_app = Arc::new(Runner {
+            kind: notify_app,
+            pool: pool.clone(),
+            metrics: metrics.clone(),
+            backoff,
+        });
+        let monitor = register(Monitor::new(), &pool, &settings, &name, process_event);
+        let monitor = register(monitor, &pool, &settings, &name, notify_app)
             .should_restart(|worker, error| {
                 // A fresh name per restart (see `register`), so jobs the failed instance held
                 // come back through the heartbeat instead of staying Running.

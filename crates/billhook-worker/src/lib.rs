@@ -7,12 +7,15 @@
 pub mod admin;
 pub mod audit;
 pub mod billing;
+pub mod billing_cli;
 pub mod cli;
 pub mod daemon;
 pub mod dead_letter;
 pub mod events;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod retention;
 pub mod runner;
 pub mod settings;
+pub mod stripe_api;

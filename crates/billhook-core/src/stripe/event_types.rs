@@ -1,10 +1,28 @@
 //! The Stripe event types Billhook applies. Any other verified event is stored as `ignored`
 //! (and counted by type), so an endpoint subscribed to more than this loses nothing.
 
-/// Every type the worker has a handler for. The rest of DESIGN.md's processing rules
-/// (payments, checkout, subscriptions, invoices, refunds, payment methods) join this list as
-/// their handlers land; until then such events are stored as `ignored` and can be replayed.
-pub const HANDLED: &[&str] = &["customer.created", "customer.deleted", "customer.updated"];
+/// Every type the worker has a handler for (DESIGN.md's processing rules), sorted.
+pub const HANDLED: &[&str] = &[
+    "charge.refunded",
+    "checkout.session.completed",
+    "checkout.session.expired",
+    "customer.created",
+    "customer.deleted",
+    "customer.subscription.created",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+    "customer.subscription.updated",
+    "customer.updated",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.succeeded",
+    "payment_method.attached",
+    "payment_method.detached",
+];
 
 pub fn is_handled(event_type: &str) -> bool {
     HANDLED.binary_search(&event_type).is_ok()

@@ -166,6 +166,9 @@ async fn handle(
         (false, true) => Outcome::Stored,
         (false, false) => Outcome::Ignored,
     };
+    if outcome == Outcome::Ignored {
+        state.metrics.ignored(&envelope.event_type);
+    }
     tracing::info!(
         outcome = outcome.as_str(),
         secret = %verified.secret_label,

@@ -1,50 +1,53 @@
 //! Customers in the mirror. `customer.deleted` marks the row deleted; history stays.
 
-use anyhow::Context as _;
-use serde_json::Value;
 use sqlx::PgConnection;
 
-use super::{Applied, Event};
+use super::version::{self, Table, Version};
+use super::{Applied, Context, Event, fields};
 use crate::audit;
 use crate::runner::JobError;
 
-pub async fn apply(conn: &mut PgConnection, event: &Event) -> Result<Applied, JobError> {
+pub async fn apply(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Applied, JobError> {
     let object = &event.data.object;
-    let id = object
-        .get("id")
-        .and_then(Value::as_str)
-        .context("customer event without data.object.id")
-        .map_err(JobError::Permanent)?;
-    let deleted = event.event_type == "customer.deleted"
-        || object.get("deleted").and_then(Value::as_bool) == Some(true);
-    // Same-second ties are applied: `>=` lets an event of the same second through.
-    let written: Option<String> = sqlx::query_scalar(
-        "INSERT INTO customers AS c (id, email, name, deleted, livemode, object, stripe_version, last_event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8)
+    let id = fields::required_str(object, "id")?;
+    let version = Version::of(event, object, &["created"]);
+    let Some(write) =
+        version::check(conn, ctx, event, Table::Customers, id, object, version).await?
+    else {
+        return Ok(Applied::Stale);
+    };
+    let object = write.object.as_ref();
+    let deleted =
+        event.event_type == "customer.deleted" || fields::bool_at(object, "deleted") == Some(true);
+    // A deletion keeps the last full object: the deleted stub carries nothing worth keeping.
+    sqlx::query(
+        "INSERT INTO customers AS c (id, email, name, deleted, livemode, object, stripe_version, object_time, last_event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9)
          ON CONFLICT (id) DO UPDATE SET
            email = coalesce(EXCLUDED.email, c.email),
            name = coalesce(EXCLUDED.name, c.name),
            deleted = c.deleted OR EXCLUDED.deleted,
            object = CASE WHEN EXCLUDED.deleted THEN c.object ELSE EXCLUDED.object END,
            stripe_version = EXCLUDED.stripe_version,
+           object_time = EXCLUDED.object_time,
            last_event_id = EXCLUDED.last_event_id,
-           updated_at = now()
-         WHERE EXCLUDED.stripe_version >= c.stripe_version
-         RETURNING id",
+           updated_at = now()",
     )
     .bind(id)
-    .bind(object.get("email").and_then(Value::as_str))
-    .bind(object.get("name").and_then(Value::as_str))
+    .bind(fields::str_at(object, "email"))
+    .bind(fields::str_at(object, "name"))
     .bind(deleted)
-    .bind(object.get("livemode").and_then(Value::as_bool).unwrap_or(false))
+    .bind(fields::bool_at(object, "livemode").unwrap_or(false))
     .bind(object)
-    .bind(event.created as f64)
+    .bind(write.version.event_time as f64)
+    .bind(write.version.object_time)
     .bind(&event.id)
-    .fetch_optional(&mut *conn)
+    .execute(&mut *conn)
     .await?;
-    if written.is_none() {
-        return Ok(Applied::Stale);
-    }
     let action = if deleted { "deleted" } else { "upserted" };
     audit::record(
         conn,
@@ -52,8 +55,18 @@ pub async fn apply(conn: &mut PgConnection, event: &Event) -> Result<Applied, Jo
         "customer",
         id,
         action,
-        serde_json::json!({ "type": event.event_type }),
+        serde_json::json!({ "type": event.event_type, "fetched": write.fetched }),
     )
     .await?;
     Ok(Applied::Applied)
+}
+
+/// The customer's e-mail address in the mirror, if known.
+pub async fn email(conn: &mut PgConnection, id: &str) -> Result<Option<String>, JobError> {
+    let email: Option<Option<String>> =
+        sqlx::query_scalar("SELECT email FROM customers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(email.flatten())
 }

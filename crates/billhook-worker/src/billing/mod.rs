@@ -1,15 +1,29 @@
 //! Applying an event to the billing mirror and the business state: the dispatch from event
 //! type to handler. Each handler runs inside the ProcessEvent transaction and writes nothing
-//! outside it.
+//! outside it; follow-up work (notices to the application) is enqueued in that transaction.
 
+pub mod checkout;
 pub mod customer;
+pub mod fields;
+pub mod invoice;
+pub mod ledger;
+pub mod order;
+pub mod payment;
+pub mod payment_method;
+pub mod settings;
+pub mod subscription;
+pub mod version;
 
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::events::StoredEvent;
+use crate::notify::Outbox;
 use crate::runner::JobError;
+use crate::stripe_api::StripeApi;
+
+pub use ledger::LedgerRule;
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +35,17 @@ pub enum Applied {
     Ignored,
 }
 
+/// What handlers need besides the transaction and the event.
+#[derive(Clone)]
+pub struct Context {
+    /// Notices to the host application.
+    pub outbox: Outbox,
+    /// How paid amounts and refunds become ledger entries.
+    pub ledger: LedgerRule,
+    /// Stripe's API, when a key is configured: settles same-second ties.
+    pub stripe: Option<StripeApi>,
+}
+
 /// The parts of a stored event handlers read.
 #[derive(Debug, Deserialize)]
 pub struct Event {
@@ -28,6 +53,8 @@ pub struct Event {
     #[serde(rename = "type")]
     pub event_type: String,
     pub created: i64,
+    #[serde(default)]
+    pub api_version: Option<String>,
     pub data: EventData,
 }
 
@@ -49,11 +76,68 @@ impl Event {
     }
 }
 
-pub async fn apply(conn: &mut PgConnection, event: &Event) -> Result<Applied, JobError> {
+pub async fn apply(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Applied, JobError> {
     match event.event_type.as_str() {
         "customer.created" | "customer.updated" | "customer.deleted" => {
-            customer::apply(conn, event).await
+            customer::apply(conn, ctx, event).await
         }
+        "payment_method.attached" | "payment_method.detached" => {
+            payment_method::apply(conn, ctx, event).await
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted"
+        | "customer.subscription.paused"
+        | "customer.subscription.resumed"
+        | "customer.subscription.trial_will_end" => subscription::apply(conn, ctx, event).await,
+        "invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed" => {
+            invoice::apply(conn, ctx, event).await
+        }
+        "checkout.session.completed" | "checkout.session.expired" => {
+            checkout::apply(conn, ctx, event).await
+        }
+        "payment_intent.succeeded" | "payment_intent.payment_failed" => {
+            payment::apply_payment_intent(conn, ctx, event).await
+        }
+        "charge.refunded" => payment::apply_charge(conn, ctx, event).await,
         _ => Ok(Applied::Ignored),
     }
+}
+
+/// Takes a transaction-scoped advisory lock on `key`, so that work on one business object
+/// (an order, say, reached from a session, a PaymentIntent and a charge) never interleaves.
+pub async fn lock_key(conn: &mut PgConnection, key: &str) -> Result<(), JobError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Enqueues a notice of `kind` for the host application, once per (`kind`, `key`): a
+/// redelivered or replayed event cannot send it twice.
+pub async fn notify(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+    kind: &str,
+    key: &str,
+    data: Value,
+) -> Result<bool, JobError> {
+    let dedupe_key = format!("{kind}:{key}");
+    ctx.outbox
+        .enqueue(
+            conn,
+            crate::notify::Notice {
+                kind,
+                dedupe_key: &dedupe_key,
+                event_id: &event.id,
+                data,
+            },
+        )
+        .await
 }

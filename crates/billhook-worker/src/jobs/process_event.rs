@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use billhook_core::jobs::{PROCESS_EVENT_QUEUE, ProcessEvent};
 use sqlx::PgPool;
 
-use crate::billing::{self, Applied, Event};
+use crate::billing::{self, Applied, Context, Event};
 use crate::events;
 use crate::metrics::Metrics;
 use crate::runner::{JobError, JobKind};
@@ -13,6 +13,7 @@ use crate::runner::{JobError, JobKind};
 pub struct ProcessEventJob {
     pub pool: PgPool,
     pub metrics: Metrics,
+    pub context: Context,
 }
 
 impl JobKind for ProcessEventJob {
@@ -44,12 +45,9 @@ impl JobKind for ProcessEventJob {
         let event = Event::parse(&stored)?;
         if let Some(object_id) = event.object_id() {
             // Two events for one Stripe object never interleave; released at commit.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(object_id)
-                .execute(&mut *tx)
-                .await?;
+            billing::lock_key(&mut tx, object_id).await?;
         }
-        let applied = billing::apply(&mut tx, &event).await?;
+        let applied = billing::apply(&mut tx, &self.context, &event).await?;
         let status = match applied {
             Applied::Applied => "applied",
             Applied::Stale => "stale",

@@ -1,0 +1,119 @@
+//! Invoices in the mirror, in both API shapes; a paid invoice credits the ledger once.
+//! (Dunning hooks in here: payment_failed opens or continues a run, paid recovers it.)
+
+use serde_json::json;
+use sqlx::PgConnection;
+
+use super::ledger::{self, Entry};
+use super::version::{self, Table, Version};
+use super::{Applied, Context, Event, fields};
+use crate::audit;
+use crate::runner::JobError;
+
+pub async fn apply(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Applied, JobError> {
+    let object = &event.data.object;
+    let id = fields::required_str(object, "id")?;
+    let version = Version::of(
+        event,
+        object,
+        &[
+            "created",
+            "status_transitions.finalized_at",
+            "status_transitions.paid_at",
+            "status_transitions.voided_at",
+            "status_transitions.marked_uncollectible_at",
+        ],
+    );
+    let Some(write) =
+        version::check(conn, ctx, event, Table::Invoices, id, object, version).await?
+    else {
+        return Ok(Applied::Stale);
+    };
+    let object = write.object.as_ref();
+    let customer = fields::required_str(object, "customer")?;
+    let status = fields::str_at(object, "status");
+    let currency = fields::required_str(object, "currency")?;
+    let amount_paid = fields::i64_at(object, "amount_paid").unwrap_or(0);
+    let subscription = fields::invoice_subscription(object);
+    sqlx::query(
+        "INSERT INTO invoices AS i (id, customer_id, subscription_id, payment_intent_id, status, billing_reason,
+             amount_due, amount_paid, amount_remaining, currency, attempt_count, customer_email, paid_at,
+             livemode, object, stripe_version, object_time, last_event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, to_timestamp($16), $17, $18)
+         ON CONFLICT (id) DO UPDATE SET
+           customer_id = EXCLUDED.customer_id,
+           subscription_id = coalesce(EXCLUDED.subscription_id, i.subscription_id),
+           payment_intent_id = coalesce(EXCLUDED.payment_intent_id, i.payment_intent_id),
+           status = EXCLUDED.status, billing_reason = EXCLUDED.billing_reason,
+           amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid,
+           amount_remaining = EXCLUDED.amount_remaining, currency = EXCLUDED.currency,
+           attempt_count = EXCLUDED.attempt_count, customer_email = EXCLUDED.customer_email,
+           paid_at = EXCLUDED.paid_at, object = EXCLUDED.object,
+           stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
+           last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+    )
+    .bind(id)
+    .bind(customer)
+    .bind(subscription)
+    .bind(fields::invoice_payment_intent(object))
+    .bind(status)
+    .bind(fields::str_at(object, "billing_reason"))
+    .bind(fields::i64_at(object, "amount_due").unwrap_or(0))
+    .bind(amount_paid)
+    .bind(fields::i64_at(object, "amount_remaining").unwrap_or(0))
+    .bind(currency)
+    .bind(fields::i64_at(object, "attempt_count").unwrap_or(0) as i32)
+    .bind(fields::str_at(object, "customer_email"))
+    .bind(fields::time_at(object, "status_transitions.paid_at"))
+    .bind(fields::bool_at(object, "livemode").unwrap_or(false))
+    .bind(object)
+    .bind(write.version.event_time as f64)
+    .bind(write.version.object_time)
+    .bind(&event.id)
+    .execute(&mut *conn)
+    .await?;
+    audit::record(
+        conn,
+        &event.id,
+        "invoice",
+        id,
+        "upserted",
+        json!({ "type": event.event_type, "status": status, "subscription": subscription,
+                "fetched": write.fetched }),
+    )
+    .await?;
+
+    if status == Some("paid") {
+        let entry = Entry {
+            customer_id: customer,
+            source: id,
+            order_id: None,
+            event_id: &event.id,
+        };
+        if ledger::credit(
+            conn,
+            ctx.ledger,
+            "invoice_credit",
+            &entry,
+            amount_paid,
+            currency,
+        )
+        .await?
+        {
+            audit::record(
+                conn,
+                &event.id,
+                "ledger",
+                customer,
+                "invoice_credit",
+                json!({ "invoice": id, "amount_paid": amount_paid, "currency": currency }),
+            )
+            .await?;
+        }
+    }
+    Ok(Applied::Applied)
+}

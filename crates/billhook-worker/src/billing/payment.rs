@@ -1,0 +1,256 @@
+//! PaymentIntents and charges in the mirror, refunds from a refunded charge, and the orders
+//! they pay for.
+
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use super::ledger::{self, Entry};
+use super::order::{self, Keys};
+use super::version::{self, Table, Version};
+use super::{Applied, Context, Event, fields};
+use crate::audit;
+use crate::runner::JobError;
+
+pub async fn apply_payment_intent(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Applied, JobError> {
+    let object = &event.data.object;
+    let id = fields::required_str(object, "id")?;
+    let version = Version::of(event, object, &["created", "canceled_at"]);
+    let Some(write) =
+        version::check(conn, ctx, event, Table::PaymentIntents, id, object, version).await?
+    else {
+        return Ok(Applied::Stale);
+    };
+    let object = write.object.as_ref();
+    let status = fields::required_str(object, "status")?;
+    let failure_code = fields::str_at(object, "last_payment_error.decline_code")
+        .or_else(|| fields::str_at(object, "last_payment_error.code"));
+    let failure_message = fields::str_at(object, "last_payment_error.message");
+    upsert_payment(
+        conn,
+        event,
+        &write.version,
+        &Payment {
+            id,
+            kind: "payment_intent",
+            payment_intent_id: Some(id),
+            amount: fields::required_i64(object, "amount")?,
+            amount_received: fields::i64_at(object, "amount_received"),
+            amount_refunded: 0,
+            status,
+            failure_code,
+            failure_message,
+            object,
+        },
+    )
+    .await?;
+    audit::record(
+        conn,
+        &event.id,
+        "payment",
+        id,
+        "upserted",
+        json!({ "type": event.event_type, "status": status, "failure_code": failure_code,
+                "fetched": write.fetched }),
+    )
+    .await?;
+    let keys = Keys {
+        session_id: None,
+        payment_intent_id: Some(id),
+        reference: fields::str_at(object, "metadata.order_id"),
+    };
+    match order::find(conn, &keys).await? {
+        Some(order_id) => order::reconcile(conn, ctx, event, &order_id).await?,
+        None => order::not_found(conn, event, id, &keys).await?,
+    }
+    Ok(Applied::Applied)
+}
+
+pub async fn apply_charge(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Applied, JobError> {
+    let object = &event.data.object;
+    let id = fields::required_str(object, "id")?;
+    let refunds: &[Value] = fields::at(object, "refunds.data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut version = Version::of(event, object, &["created"]);
+    version.object_time = refunds
+        .iter()
+        .filter_map(|r| fields::i64_at(r, "created"))
+        .fold(version.object_time, i64::max);
+    let Some(write) = version::check(conn, ctx, event, Table::Charges, id, object, version).await?
+    else {
+        return Ok(Applied::Stale);
+    };
+    let object = write.object.as_ref();
+    let payment_intent = fields::id_at(object, "payment_intent");
+    let amount_refunded = fields::i64_at(object, "amount_refunded").unwrap_or(0);
+    let currency = fields::required_str(object, "currency")?;
+    upsert_payment(
+        conn,
+        event,
+        &write.version,
+        &Payment {
+            id,
+            kind: "charge",
+            payment_intent_id: payment_intent,
+            amount: fields::required_i64(object, "amount")?,
+            amount_received: fields::i64_at(object, "amount_captured"),
+            amount_refunded,
+            status: fields::str_at(object, "status").unwrap_or("succeeded"),
+            failure_code: fields::str_at(object, "failure_code"),
+            failure_message: fields::str_at(object, "failure_message"),
+            object,
+        },
+    )
+    .await?;
+    let refunds: &[Value] = fields::at(object, "refunds.data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    for refund in refunds {
+        upsert_refund(conn, event, id, payment_intent, refund).await?;
+    }
+    audit::record(
+        conn,
+        &event.id,
+        "payment",
+        id,
+        "refunded",
+        json!({ "amount_refunded": amount_refunded, "refunds": refunds.len(), "fetched": write.fetched }),
+    )
+    .await?;
+
+    let Some(payment_intent) = payment_intent else {
+        return debit_without_order(conn, ctx, event, id, amount_refunded, currency).await;
+    };
+    super::lock_key(conn, payment_intent).await?;
+    let keys = Keys {
+        session_id: None,
+        payment_intent_id: Some(payment_intent),
+        reference: None,
+    };
+    match order::find(conn, &keys).await? {
+        Some(order_id) => order::reconcile(conn, ctx, event, &order_id).await?,
+        None => {
+            order::not_found(conn, event, id, &keys).await?;
+            return debit_without_order(conn, ctx, event, id, amount_refunded, currency).await;
+        }
+    }
+    Ok(Applied::Applied)
+}
+
+/// A refund of a charge no order pays for (an invoice's, say): debits the charge's customer.
+async fn debit_without_order(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+    charge: &str,
+    amount_refunded: i64,
+    currency: &str,
+) -> Result<Applied, JobError> {
+    if let Some(customer) = fields::id_at(&event.data.object, "customer") {
+        let entry = Entry {
+            customer_id: customer,
+            source: charge,
+            order_id: None,
+            event_id: &event.id,
+        };
+        ledger::debit_refunds(conn, ctx.ledger, &entry, amount_refunded, currency).await?;
+    }
+    Ok(Applied::Applied)
+}
+
+struct Payment<'a> {
+    id: &'a str,
+    kind: &'a str,
+    payment_intent_id: Option<&'a str>,
+    amount: i64,
+    amount_received: Option<i64>,
+    amount_refunded: i64,
+    status: &'a str,
+    failure_code: Option<&'a str>,
+    failure_message: Option<&'a str>,
+    object: &'a Value,
+}
+
+async fn upsert_payment(
+    conn: &mut PgConnection,
+    event: &Event,
+    version: &Version,
+    p: &Payment<'_>,
+) -> Result<(), JobError> {
+    sqlx::query(
+        "INSERT INTO payments AS p (id, kind, payment_intent_id, customer_id, invoice_id, amount, amount_received,
+             amount_refunded, currency, status, failure_code, failure_message, receipt_email, livemode,
+             object, stripe_version, object_time, last_event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, to_timestamp($16), $17, $18)
+         ON CONFLICT (id) DO UPDATE SET
+           payment_intent_id = EXCLUDED.payment_intent_id, customer_id = EXCLUDED.customer_id,
+           invoice_id = coalesce(EXCLUDED.invoice_id, p.invoice_id), amount = EXCLUDED.amount,
+           amount_received = EXCLUDED.amount_received,
+           amount_refunded = greatest(EXCLUDED.amount_refunded, p.amount_refunded),
+           currency = EXCLUDED.currency, status = EXCLUDED.status, failure_code = EXCLUDED.failure_code,
+           failure_message = EXCLUDED.failure_message, receipt_email = EXCLUDED.receipt_email,
+           object = EXCLUDED.object, stripe_version = EXCLUDED.stripe_version,
+           object_time = EXCLUDED.object_time, last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+    )
+    .bind(p.id)
+    .bind(p.kind)
+    .bind(p.payment_intent_id)
+    .bind(fields::id_at(p.object, "customer"))
+    .bind(fields::id_at(p.object, "invoice"))
+    .bind(p.amount)
+    .bind(p.amount_received)
+    .bind(p.amount_refunded)
+    .bind(fields::required_str(p.object, "currency")?)
+    .bind(p.status)
+    .bind(p.failure_code)
+    .bind(p.failure_message)
+    .bind(fields::email_of(p.object))
+    .bind(fields::bool_at(p.object, "livemode").unwrap_or(false))
+    .bind(p.object)
+    .bind(version.event_time as f64)
+    .bind(version.object_time)
+    .bind(&event.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_refund(
+    conn: &mut PgConnection,
+    event: &Event,
+    charge: &str,
+    payment_intent: Option<&str>,
+    refund: &Value,
+) -> Result<(), JobError> {
+    let id = fields::required_str(refund, "id")?;
+    sqlx::query(
+        "INSERT INTO refunds (id, charge_id, payment_intent_id, amount, currency, status, reason, created,
+                              object, last_event_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8), $9, $10)
+         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, reason = EXCLUDED.reason,
+           object = EXCLUDED.object, last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+    )
+    .bind(id)
+    .bind(charge)
+    .bind(payment_intent)
+    .bind(fields::required_i64(refund, "amount")?)
+    .bind(fields::required_str(refund, "currency")?)
+    .bind(fields::str_at(refund, "status"))
+    .bind(fields::str_at(refund, "reason"))
+    .bind(fields::i64_at(refund, "created").unwrap_or(event.created) as f64)
+    .bind(refund)
+    .bind(&event.id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Subscriptions and their items in the mirror, with stale-event protection; the host
+//! application hears `subscription.updated`, and `entitlements.changed` when what the customer
+//! is entitled to (the `entitlements` view) changed.
+
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+
+use super::version::{self, Table, Version};
+use super::{Applied, Context, Event, fields};
+use crate::audit;
+use crate::runner::JobError;
+
+pub async fn apply(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+) -> Result<Applied, JobError> {
+    let object = &event.data.object;
+    let id = fields::required_str(object, "id")?;
+    let version = version_of(event, object);
+    let Some(write) =
+        version::check(conn, ctx, event, Table::Subscriptions, id, object, version).await?
+    else {
+        return Ok(Applied::Stale);
+    };
+    let object = write.object.as_ref();
+    let customer = fields::required_str(object, "customer")?;
+    let status = fields::required_str(object, "status")?;
+    let before = entitlements_of(conn, customer).await?;
+    let previous_status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM subscriptions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (period_start, period_end) = fields::subscription_period(object);
+    sqlx::query(
+        "INSERT INTO subscriptions AS s (id, customer_id, status, status_since, cancel_at_period_end,
+             current_period_start, current_period_end, trial_end, canceled_at, ended_at, livemode,
+             object, stripe_version, object_time, last_event_id)
+         VALUES ($1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12, to_timestamp($4), $13, $14)
+         ON CONFLICT (id) DO UPDATE SET
+           customer_id = EXCLUDED.customer_id, status = EXCLUDED.status,
+           status_since = CASE WHEN s.status = EXCLUDED.status THEN s.status_since ELSE EXCLUDED.status_since END,
+           cancel_at_period_end = EXCLUDED.cancel_at_period_end,
+           current_period_start = EXCLUDED.current_period_start,
+           current_period_end = EXCLUDED.current_period_end, trial_end = EXCLUDED.trial_end,
+           canceled_at = EXCLUDED.canceled_at, ended_at = EXCLUDED.ended_at, object = EXCLUDED.object,
+           stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
+           last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+    )
+    .bind(id)
+    .bind(customer)
+    .bind(status)
+    .bind(write.version.event_time as f64)
+    .bind(fields::bool_at(object, "cancel_at_period_end").unwrap_or(false))
+    .bind(period_start)
+    .bind(period_end)
+    .bind(fields::time_at(object, "trial_end"))
+    .bind(fields::time_at(object, "canceled_at"))
+    .bind(fields::time_at(object, "ended_at"))
+    .bind(fields::bool_at(object, "livemode").unwrap_or(false))
+    .bind(object)
+    .bind(write.version.object_time)
+    .bind(&event.id)
+    .execute(&mut *conn)
+    .await?;
+    write_items(conn, id, object).await?;
+    audit::record(
+        conn,
+        &event.id,
+        "subscription",
+        id,
+        "upserted",
+        json!({ "type": event.event_type, "status": status, "previous_status": previous_status,
+                "fetched": write.fetched }),
+    )
+    .await?;
+
+    if event.event_type != "customer.subscription.trial_will_end" {
+        let notice = json!({
+            "subscription": id,
+            "customer": customer,
+            "status": status,
+            "previous_status": previous_status,
+            "cancel_at_period_end": fields::bool_at(object, "cancel_at_period_end").unwrap_or(false),
+            "current_period_end": period_end,
+            "items": items_summary(object),
+        });
+        super::notify(conn, ctx, event, "subscription.updated", &event.id, notice).await?;
+    }
+    let after = entitlements_of(conn, customer).await?;
+    if before != after {
+        audit::record(
+            conn,
+            &event.id,
+            "entitlements",
+            customer,
+            "changed",
+            json!({ "before": before, "after": after }),
+        )
+        .await?;
+        let data = json!({ "customer": customer, "entitlements": after });
+        super::notify(conn, ctx, event, "entitlements.changed", &event.id, data).await?;
+    }
+    Ok(Applied::Applied)
+}
+
+/// The subscription's own time fields, and (from 2025-03-31) its items' period starts.
+fn version_of(event: &Event, object: &Value) -> Version {
+    let mut version = Version::of(
+        event,
+        object,
+        &[
+            "created",
+            "current_period_start",
+            "trial_start",
+            "canceled_at",
+            "ended_at",
+        ],
+    );
+    let items_start = fields::subscription_items(object)
+        .iter()
+        .filter_map(|i| fields::i64_at(i, "current_period_start"))
+        .max()
+        .unwrap_or(0);
+    version.object_time = version.object_time.max(items_start);
+    version
+}
+
+/// Replaces the subscription's items with the ones in `object`.
+async fn write_items(conn: &mut PgConnection, id: &str, object: &Value) -> Result<(), JobError> {
+    let items = fields::subscription_items(object);
+    let ids: Vec<&str> = items
+        .iter()
+        .filter_map(|i| fields::str_at(i, "id"))
+        .collect();
+    sqlx::query("DELETE FROM subscription_items WHERE subscription_id = $1 AND NOT (id = ANY($2))")
+        .bind(id)
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    for item in items {
+        let Some(item_id) = fields::str_at(item, "id") else {
+            continue;
+        };
+        let price = fields::id_at(item, "price")
+            .or_else(|| fields::id_at(item, "plan"))
+            .unwrap_or("unknown");
+        sqlx::query(
+            "INSERT INTO subscription_items (id, subscription_id, price_id, product_id, quantity,
+                                             current_period_start, current_period_end)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET subscription_id = EXCLUDED.subscription_id,
+               price_id = EXCLUDED.price_id, product_id = EXCLUDED.product_id,
+               quantity = EXCLUDED.quantity, current_period_start = EXCLUDED.current_period_start,
+               current_period_end = EXCLUDED.current_period_end",
+        )
+        .bind(item_id)
+        .bind(id)
+        .bind(price)
+        .bind(fields::id_at(item, "price.product"))
+        .bind(fields::i64_at(item, "quantity"))
+        .bind(fields::time_at(item, "current_period_start"))
+        .bind(fields::time_at(item, "current_period_end"))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+fn items_summary(object: &Value) -> Vec<Value> {
+    fields::subscription_items(object)
+        .iter()
+        .map(|i| {
+            json!({
+                "price": fields::id_at(i, "price"),
+                "product": fields::id_at(i, "price.product"),
+                "quantity": fields::i64_at(i, "quantity"),
+            })
+        })
+        .collect()
+}
+
+/// The customer's rows of the `entitlements` view, in a stable order.
+pub async fn entitlements_of(conn: &mut PgConnection, customer: &str) -> Result<Value, JobError> {
+    let rows: Value = sqlx::query_scalar(
+        "SELECT coalesce(jsonb_agg(jsonb_build_object('subscription', subscription_id, 'status', status,
+                    'price', price_id, 'product', product_id, 'quantity', quantity)
+                  ORDER BY subscription_id, price_id), '[]'::jsonb)
+           FROM entitlements WHERE customer_id = $1",
+    )
+    .bind(customer)
+    .fetch_one(conn)
+    .await?;
+    Ok(rows)
+}

@@ -1,0 +1,151 @@
+//! `billhook-worker ledger …` and `billhook-worker orders …`: the operator's and the host
+//! application's ways into the ledger and the orders, besides SQL.
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+
+use crate::billing::ledger;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// Add a manual entry (positive credits, negative debits), recorded with who and why.
+    Adjust {
+        /// The ledger account: a Stripe customer id (or `email:ADDRESS` for guest checkouts).
+        #[arg(long)]
+        customer: String,
+        /// Whole ledger units: minor currency units or points, as the ledger rule counts them.
+        #[arg(long, allow_negative_numbers = true)]
+        amount: i64,
+        /// The unit of the account's entries: a currency code (usd) or `points`.
+        #[arg(long)]
+        unit: String,
+        /// Why, stored on the entry and in the audit log.
+        #[arg(long)]
+        reason: String,
+        /// Who (default: $USER).
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
+    /// Balances, one line per account and unit (--customer: one account).
+    Balance {
+        #[arg(long)]
+        customer: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum OrdersCommand {
+    /// Create a pending order before sending the customer to Checkout (or confirming a
+    /// PaymentIntent), so the payment's events find it. Prints the order id.
+    Create {
+        /// The application's own order id; Checkout's client_reference_id or metadata.order_id.
+        #[arg(long)]
+        reference: String,
+        /// The Checkout Session (cs_…) or PaymentIntent (pi_…) id, if known already.
+        #[arg(long = "checkout-ref")]
+        checkout_ref: Option<String>,
+        /// Amount in minor units (cents).
+        #[arg(long)]
+        amount: Option<i64>,
+        #[arg(long)]
+        currency: Option<String>,
+    },
+    /// One order as JSON, by its reference (or id).
+    Show { reference: String },
+}
+
+pub async fn ledger(pool: &PgPool, command: LedgerCommand) -> anyhow::Result<()> {
+    match command {
+        LedgerCommand::Adjust {
+            customer,
+            amount,
+            unit,
+            reason,
+            by,
+        } => {
+            anyhow::ensure!(amount != 0, "--amount must not be 0");
+            anyhow::ensure!(!reason.trim().is_empty(), "--reason must say why");
+            let by = by.unwrap_or_else(|| "unknown".to_owned());
+            let mut tx = pool.begin().await?;
+            let id = ledger::adjust(
+                &mut tx,
+                &customer,
+                amount,
+                &unit.to_ascii_lowercase(),
+                &reason,
+                &by,
+            )
+            .await
+            .context("the entry was not added")?;
+            tx.commit().await?;
+            println!("added ledger entry {id}: {amount} {unit} for {customer} ({reason})");
+            print_balances(pool, Some(&customer)).await
+        }
+        LedgerCommand::Balance { customer } => print_balances(pool, customer.as_deref()).await,
+    }
+}
+
+async fn print_balances(pool: &PgPool, customer: Option<&str>) -> anyhow::Result<()> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT customer_id, unit, balance::bigint FROM ledger_balances
+          WHERE $1::text IS NULL OR customer_id = $1 ORDER BY customer_id, unit",
+    )
+    .bind(customer)
+    .fetch_all(pool)
+    .await?;
+    for (customer, unit, balance) in &rows {
+        println!("{customer} {balance} {unit}");
+    }
+    if rows.is_empty() {
+        println!("no ledger entries");
+    }
+    Ok(())
+}
+
+pub async fn orders(pool: &PgPool, command: OrdersCommand) -> anyhow::Result<()> {
+    match command {
+        OrdersCommand::Create {
+            reference,
+            checkout_ref,
+            amount,
+            currency,
+        } => {
+            let id: String = sqlx::query_scalar(
+                "INSERT INTO orders (reference, checkout_ref, amount, currency)
+                 VALUES ($1, $2, $3, lower($4)) RETURNING id",
+            )
+            .bind(&reference)
+            .bind(&checkout_ref)
+            .bind(amount)
+            .bind(&currency)
+            .fetch_one(pool)
+            .await
+            .map_err(
+                |e| match e.as_database_error().and_then(|d| d.constraint()) {
+                    Some(constraint) => anyhow::anyhow!(
+                        "an order with this {} exists already; nothing was created",
+                        if constraint.contains("checkout") {
+                            "--checkout-ref"
+                        } else {
+                            "--reference"
+                        }
+                    ),
+                    None => anyhow::Error::new(e).context("the order was not created"),
+                },
+            )?;
+            println!("{id}");
+            Ok(())
+        }
+        OrdersCommand::Show { reference } => {
+            let order: Option<serde_json::Value> = sqlx::query_scalar(
+                "SELECT to_jsonb(o) FROM orders o WHERE reference = $1 OR id = $1",
+            )
+            .bind(&reference)
+            .fetch_optional(pool)
+            .await?;
+            let order = order.with_context(|| format!("no order {reference}"))?;
+            println!("{}", serde_json::to_string_pretty(&order)?);
+            Ok(())
+        }
+    }
+}

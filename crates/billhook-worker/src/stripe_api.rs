@@ -1,0 +1,114 @@
+//! The few calls Billhook makes to Stripe's API: retrieving an object (to settle a same-second
+//! tie between two events) and, for dunning, cancelling a subscription. The base URL is
+//! configurable so tests (and a proxy) can stand in for api.stripe.com.
+//!
+//! Errors: a 429, a 5xx or a connection failure is retryable; any other 4xx is permanent.
+//! The key is sent as a bearer token and never appears in logs, errors or `Debug`.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::Value;
+
+use crate::runner::JobError;
+
+#[derive(Clone)]
+pub struct StripeApi {
+    base: reqwest::Url,
+    key: SecretString,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for StripeApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StripeApi")
+            .field("base", &self.base.as_str())
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl StripeApi {
+    pub fn new(base: reqwest::Url, key: SecretString, timeout: Duration) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("billhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client for Stripe's API")?;
+        Ok(Self { base, key, client })
+    }
+
+    fn url(&self, path: &str) -> Result<reqwest::Url, JobError> {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .with_context(|| format!("cannot join {path} to the Stripe API base URL"))
+            .map_err(JobError::Permanent)
+    }
+
+    /// `GET path`, rendered in `api_version` (the event's) so the object has the shape the
+    /// handlers expect.
+    pub async fn retrieve(&self, path: &str, api_version: Option<&str>) -> Result<Value, JobError> {
+        let mut request = self
+            .client
+            .get(self.url(path)?)
+            .bearer_auth(self.key.expose_secret());
+        if let Some(version) = api_version {
+            request = request.header("Stripe-Version", version);
+        }
+        self.send(request, "GET", path).await
+    }
+
+    /// `DELETE path` with an Idempotency-Key, so a retried call cannot act twice.
+    pub async fn delete(&self, path: &str, idempotency_key: &str) -> Result<Value, JobError> {
+        let request = self
+            .client
+            .delete(self.url(path)?)
+            .bearer_auth(self.key.expose_secret())
+            .header("Idempotency-Key", idempotency_key);
+        self.send(request, "DELETE", path).await
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+    ) -> Result<Value, JobError> {
+        let response = request.send().await.map_err(|e| {
+            // reqwest's error names the URL, which never holds the key.
+            JobError::Retryable(
+                anyhow::Error::new(e).context(format!("Stripe API {method} {path}")),
+            )
+        })?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| {
+            JobError::Retryable(
+                anyhow::Error::new(e)
+                    .context(format!("Stripe API {method} {path}: reading the answer")),
+            )
+        })?;
+        if status.is_success() {
+            return serde_json::from_str(&body).map_err(|e| {
+                JobError::Retryable(anyhow::Error::new(e).context(format!(
+                    "Stripe API {method} {path}: the answer is not JSON"
+                )))
+            });
+        }
+        let message = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let error = anyhow::anyhow!("Stripe API {method} {path} answered {status}: {message}");
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Err(JobError::Retryable(error))
+        } else {
+            Err(JobError::Permanent(error))
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `billhook-worker orders …` and `ledger …` as the host application and an operator run them.
+
+use std::process::{Command, Output};
+
+use billhook_testkit::TestDatabase;
+use billhook_testkit::billing::{self, Applier};
+use billhook_testkit::fixtures::ApiShape;
+use billhook_testkit::scenarios::{CUSTOMER, ORDER_REFERENCE, SESSION, Scenario};
+use serde_json::json;
+
+fn worker(db: &TestDatabase, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_billhook-worker"))
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("BILLHOOK_LOG_FORMAT", "text")
+        .args(args)
+        .output()
+        .expect("run billhook-worker")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn an_order_created_on_the_command_line_is_paid_by_its_checkout() {
+    let db = TestDatabase::new().await;
+    let created = worker(
+        &db,
+        &[
+            "orders",
+            "create",
+            "--reference",
+            ORDER_REFERENCE,
+            "--checkout-ref",
+            SESSION,
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = stdout(&created).trim().to_owned();
+    assert!(id.starts_with("ord_"), "{id}");
+
+    let again = worker(&db, &["orders", "create", "--reference", ORDER_REFERENCE]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("exists already"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(db.count("orders").await, 1);
+
+    let applier = Applier::new(&db.pool, billing::context());
+    for event in Scenario::CheckoutPaidThenRefunded
+        .events(ApiShape::Dahlia)
+        .iter()
+        .take(3)
+    {
+        applier.deliver(event).await.expect("applies");
+    }
+    let shown = worker(&db, &["orders", "show", ORDER_REFERENCE]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let order: serde_json::Value = serde_json::from_str(&stdout(&shown)).expect("JSON");
+    assert_eq!(order["id"], json!(id));
+    assert_eq!(order["status"], "paid");
+    assert_eq!(order["created_by"], "application");
+}
+
+#[tokio::test]
+async fn a_manual_ledger_entry_records_who_and_why_and_moves_the_balance() {
+    let db = TestDatabase::new().await;
+    let adjusted = worker(
+        &db,
+        &[
+            "ledger",
+            "adjust",
+            "--customer",
+            CUSTOMER,
+            "--amount",
+            "-250",
+            "--unit",
+            "USD",
+            "--reason",
+            "goodwill correction",
+            "--by",
+            "ana",
+        ],
+    );
+    assert!(adjusted.status.success(), "{}", stderr(&adjusted));
+    assert!(
+        stdout(&adjusted).contains(&format!("{CUSTOMER} -250 usd")),
+        "{}",
+        stdout(&adjusted)
+    );
+    assert_eq!(
+        billing::rows(
+            &db.pool,
+            "SELECT customer_id, kind, amount, unit, reason, created_by FROM ledger_entries"
+        )
+        .await,
+        json!([{ "customer_id": CUSTOMER, "kind": "manual", "amount": -250, "unit": "usd",
+                 "reason": "goodwill correction", "created_by": "ana" }])
+    );
+    assert_eq!(
+        billing::rows(
+            &db.pool,
+            "SELECT entity, entity_id, action, actor, event_id FROM audit_log"
+        )
+        .await,
+        json!([{ "entity": "ledger", "entity_id": CUSTOMER, "action": "manual_entry", "actor": "ana",
+                 "event_id": null }])
+    );
+
+    for refused in [
+        vec![
+            "ledger",
+            "adjust",
+            "--customer",
+            CUSTOMER,
+            "--amount",
+            "0",
+            "--unit",
+            "usd",
+            "--reason",
+            "x",
+        ],
+        vec![
+            "ledger",
+            "adjust",
+            "--customer",
+            CUSTOMER,
+            "--amount",
+            "5",
+            "--unit",
+            "usd",
+        ],
+    ] {
+        let output = worker(&db, &refused);
+        assert!(!output.status.success(), "{refused:?} is refused");
+    }
+    assert_eq!(db.count("ledger_entries").await, 1);
+
+    let balance = worker(&db, &["ledger", "balance", "--customer", CUSTOMER]);
+    assert_eq!(stdout(&balance).trim(), format!("{CUSTOMER} -250 usd"));
+}
