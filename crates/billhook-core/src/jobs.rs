@@ -19,6 +19,12 @@ pub const PROCESS_EVENT_QUEUE: &str = "billhook.process_event";
 /// Queue of the worker's NotifyApp jobs: one notice to the host application each.
 pub const NOTIFY_APP_QUEUE: &str = "billhook.notify_app";
 
+/// Queue of SendEmail jobs.
+pub const SEND_EMAIL_QUEUE: &str = "billhook.send_email";
+
+/// Queue of DunningStep jobs.
+pub const DUNNING_STEP_QUEUE: &str = "billhook.dunning_step";
+
 /// Apply one stored Stripe event. The payload stays in `webhook_events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "v")]

@@ -5,6 +5,8 @@
 use billhook_core::jobs::ProcessEvent;
 use billhook_core::stripe::EventId;
 use billhook_worker::billing::{Context, LedgerRule};
+use billhook_worker::dunning::{Dunning, DunningSettings};
+use billhook_worker::email::Mailer;
 use billhook_worker::jobs::process_event::ProcessEventJob;
 use billhook_worker::metrics::Metrics;
 use billhook_worker::notify::Outbox;
@@ -18,6 +20,11 @@ pub fn context() -> Context {
         outbox: Outbox::disabled(),
         ledger: LedgerRule::MinorUnits,
         stripe: None,
+        mailer: Mailer { max_attempts: 5 },
+        dunning: Dunning {
+            schedule: DunningSettings::default().schedule,
+            max_attempts: 5,
+        },
     }
 }
 
@@ -166,7 +173,7 @@ pub async fn reset(pool: &PgPool) {
     sqlx::raw_sql(
         "TRUNCATE webhook_events, customers, payment_methods, subscription_items, subscriptions, invoices,
                   payments, refunds, checkout_sessions, orders, ledger_entries, app_notifications,
-                  audit_log, apalis.jobs",
+                  audit_log, emails, dunning_runs, apalis.jobs",
     )
     .execute(pool)
     .await

@@ -7,6 +7,7 @@ pub mod database;
 pub mod fixtures;
 pub mod receiver;
 pub mod scenarios;
+pub mod smtp;
 pub mod stripe_api;
 pub mod worker;
 

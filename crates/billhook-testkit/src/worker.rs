@@ -32,7 +32,26 @@ pub fn settings() -> RunSettings {
             max_attempts: 5,
         },
         billing: Default::default(),
+        // Without SMTP, emails are files: keep them out of the source tree.
+        email: billhook_worker::email::settings::EmailSettings {
+            dir: std::env::temp_dir().join("billhook-test-mail"),
+            ..Default::default()
+        },
+        dunning: Default::default(),
     }
+}
+
+/// [`settings`] with emails sent over plain SMTP to 127.0.0.1:`port`, from
+/// `Billing <billing@example.com>`, replies to `support@example.com`.
+pub fn settings_with_smtp(port: u16) -> RunSettings {
+    let mut settings = settings();
+    settings.email.smtp_host = Some("127.0.0.1".into());
+    settings.email.smtp_port = port;
+    settings.email.smtp_tls = billhook_worker::email::settings::SmtpTls::None;
+    settings.email.smtp_timeout = Duration::from_secs(5);
+    settings.email.from = "Billing <billing@example.com>".into();
+    settings.email.reply_to = Some("support@example.com".into());
+    settings
 }
 
 /// [`settings`] with notices sent to `url`, signed with `secret` (`whsec_…`).

@@ -22,3 +22,26 @@ pub async fn record(
     .await?;
     Ok(())
 }
+
+/// A state change made by Billhook itself rather than by an event (a dunning step, say),
+/// naming the actor instead.
+pub async fn record_by(
+    conn: &mut PgConnection,
+    actor: &str,
+    entity: &str,
+    entity_id: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (event_id, entity, entity_id, action, detail, actor) VALUES (NULL, $1, $2, $3, $4, $5)",
+    )
+    .bind(entity)
+    .bind(entity_id)
+    .bind(action)
+    .bind(detail)
+    .bind(actor)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -149,3 +149,76 @@ pub async fn orders(pool: &PgPool, command: OrdersCommand) -> anyhow::Result<()>
         }
     }
 }
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DunningCommand {
+    /// One line per active run (--all: every run).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// One run (by its id or its invoice id) with its history and emails, as JSON.
+    Show { run: String },
+}
+
+#[derive(sqlx::FromRow)]
+struct RunLine {
+    id: String,
+    invoice_id: String,
+    subscription_id: String,
+    state: String,
+    steps_done: i32,
+    next_step_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn dunning(pool: &PgPool, command: DunningCommand) -> anyhow::Result<()> {
+    match command {
+        DunningCommand::List { all } => {
+            let runs: Vec<RunLine> =
+                sqlx::query_as(
+                    "SELECT id, invoice_id, subscription_id, state, steps_done, next_step_at FROM dunning_runs
+                      WHERE $1 OR state = 'active' ORDER BY started_at",
+                )
+                .bind(all)
+                .fetch_all(pool)
+                .await?;
+            println!(
+                "{:<30} {:<28} {:<28} {:<10} {:>5}  next step",
+                "run", "invoice", "subscription", "state", "steps"
+            );
+            for RunLine {
+                id,
+                invoice_id: invoice,
+                subscription_id: subscription,
+                state,
+                steps_done: steps,
+                next_step_at: next,
+            } in &runs
+            {
+                let next = next.map_or("-".to_owned(), |t| {
+                    t.format("%Y-%m-%d %H:%M:%S").to_string()
+                });
+                println!(
+                    "{id:<30} {invoice:<28} {subscription:<28} {state:<10} {steps:>5}  {next}"
+                );
+            }
+            println!("{} run(s)", runs.len());
+            Ok(())
+        }
+        DunningCommand::Show { run } => {
+            let shown: Option<serde_json::Value> = sqlx::query_scalar(
+                "SELECT to_jsonb(r) || jsonb_build_object('emails', coalesce((
+                          SELECT jsonb_agg(jsonb_build_object('template', e.template, 'status', e.status,
+                                   'recipient', e.recipient, 'sent_at', e.sent_at) ORDER BY e.created_at)
+                            FROM emails e WHERE left(e.source, length(r.id) + 1) = r.id || ':'), '[]'::jsonb))
+                   FROM dunning_runs r WHERE r.id = $1 OR r.invoice_id = $1",
+            )
+            .bind(&run)
+            .fetch_optional(pool)
+            .await?;
+            let shown = shown.with_context(|| format!("no dunning run {run}"))?;
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+            Ok(())
+        }
+    }
+}

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use billhook_core::config::{DatabaseSettings, TelemetrySettings};
 use chrono::{DateTime, Utc};
 
-use crate::billing_cli::{LedgerCommand, OrdersCommand};
+use crate::billing_cli::{DunningCommand, LedgerCommand, OrdersCommand};
 use crate::dead_letter::{self, DeadLetter, Selection};
 use crate::settings::RunSettings;
 
@@ -46,6 +46,9 @@ pub enum Command {
     /// Orders: create one before its payment, show one.
     #[command(subcommand)]
     Orders(OrdersCommand),
+    /// Dunning runs: list, show.
+    #[command(subcommand)]
+    Dunning(DunningCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -166,6 +169,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orders(command) => {
             billhook_core::db::check_migrated(&pool).await?;
             crate::billing_cli::orders(&pool, command).await
+        }
+        Command::Dunning(command) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            crate::billing_cli::dunning(&pool, command).await
         }
         Command::DeadLetters(DeadLettersCommand::Show { job_id }) => {
             billhook_core::db::check_migrated(&pool).await?;

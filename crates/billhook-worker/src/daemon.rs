@@ -19,6 +19,10 @@ use apalis_postgres::{Config, PostgresStorage};
 use sqlx::PgPool;
 
 use crate::billing::Context;
+use crate::dunning::Dunning;
+use crate::dunning::job::DunningStepJob;
+use crate::email::Mailer;
+use crate::email::job::SendEmailJob;
 use crate::jobs::process_event::ProcessEventJob;
 use crate::metrics::Metrics;
 use crate::notify::Outbox;
@@ -37,20 +41,52 @@ pub struct Daemon {
     admin: TcpListener,
     metrics: Metrics,
     name: String,
+    jobs: Jobs,
+}
+
+/// Every job kind, built (and its settings checked) before the process starts serving.
+struct Jobs {
+    process_event: ProcessEventJob,
     notify_app: NotifyAppJob,
-    context: Context,
+    send_email: SendEmailJob,
+    dunning_step: DunningStepJob,
 }
 
 impl Daemon {
-    /// Refuses an unmigrated database or unusable notice settings, and binds the admin
-    /// listener.
+    /// Refuses an unmigrated database or unusable settings (notices, email, Stripe's API),
+    /// and binds the admin listener.
     pub async fn build(pool: PgPool, settings: RunSettings) -> anyhow::Result<Self> {
         billhook_core::db::check_migrated(&pool).await?;
-        let notify_app = NotifyAppJob::new(pool.clone(), &settings.notify)?;
+        let metrics = Metrics::new();
+        let stripe = settings.billing.stripe_api()?;
+        let mailer = Mailer {
+            max_attempts: settings.email.max_attempts,
+        };
+        let dunning = Dunning {
+            schedule: settings.dunning.schedule.clone(),
+            max_attempts: settings.dunning.max_attempts,
+        };
         let context = Context {
             outbox: Outbox::from_settings(&settings.notify)?,
             ledger: settings.billing.ledger_rule,
-            stripe: settings.billing.stripe_api()?,
+            stripe: stripe.clone(),
+            mailer: mailer.clone(),
+            dunning: dunning.clone(),
+        };
+        let jobs = Jobs {
+            process_event: ProcessEventJob {
+                pool: pool.clone(),
+                metrics: metrics.clone(),
+                context,
+            },
+            notify_app: NotifyAppJob::new(pool.clone(), &settings.notify)?,
+            send_email: SendEmailJob::new(pool.clone(), &settings.email)?,
+            dunning_step: DunningStepJob {
+                pool: pool.clone(),
+                dunning,
+                mailer,
+                stripe,
+            },
         };
         crate::billing::settings::store(&pool, &settings.billing).await?;
         let admin = TcpListener::bind(&settings.admin_listen)
@@ -63,10 +99,9 @@ impl Daemon {
             pool,
             settings,
             admin,
-            metrics: Metrics::new(),
+            metrics,
             name,
-            notify_app,
-            context,
+            jobs,
         })
     }
 
@@ -88,8 +123,7 @@ impl Daemon {
             admin,
             metrics,
             name,
-            notify_app,
-            context,
+            jobs,
         } = self;
         let admin = crate::admin::serve(admin, pool.clone(), metrics.clone())?;
         let admin_handle = admin.handle();
@@ -104,32 +138,38 @@ impl Daemon {
             max: settings.retry_max,
         };
 
-        let process_event = Arc::new(Runner {
-            kind: ProcessEventJob {
-                pool: pool.clone(),
-                metrics: metrics.clone(),
-                context,
-            },
-            pool: pool.clone(),
-            metrics: metrics.clone(),
-            backoff,
-        });
-        let notify_app = Arc::new(Runner {
-            kind: notify_app,
-            pool: pool.clone(),
-            metrics: metrics.clone(),
-            backoff,
-        });
-        let monitor = register(Monitor::new(), &pool, &settings, &name, process_event);
-        let monitor = register(monitor, &pool, &settings, &name, notify_app)
-            .should_restart(|worker, error| {
-                // A fresh name per restart (see `register`), so jobs the failed instance held
-                // come back through the heartbeat instead of staying Running.
-                tracing::error!(worker = %worker.name(), restarts = worker.restarts(), error = %error,
+        let base = (pool.clone(), metrics.clone(), backoff);
+        let Jobs {
+            process_event,
+            notify_app,
+            send_email,
+            dunning_step,
+        } = jobs;
+        let monitor = Monitor::new();
+        let monitor = register(
+            monitor,
+            &pool,
+            &settings,
+            &name,
+            shared(process_event, &base),
+        );
+        let monitor = register(monitor, &pool, &settings, &name, shared(notify_app, &base));
+        let monitor = register(monitor, &pool, &settings, &name, shared(send_email, &base));
+        let monitor = register(
+            monitor,
+            &pool,
+            &settings,
+            &name,
+            shared(dunning_step, &base),
+        )
+        .should_restart(|worker, error| {
+            // A fresh name per restart (see `register`), so jobs the failed instance held
+            // come back through the heartbeat instead of staying Running.
+            tracing::error!(worker = %worker.name(), restarts = worker.restarts(), error = %error,
                     "worker stopped with an error; restarting it");
-                worker.restarts() < MAX_RESTARTS
-            })
-            .shutdown_timeout(settings.shutdown_timeout);
+            worker.restarts() < MAX_RESTARTS
+        })
+        .shutdown_timeout(settings.shutdown_timeout);
         tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
         let (stopping_tx, mut stopping) = tokio::sync::oneshot::channel::<()>();
         let result = monitor
@@ -155,6 +195,19 @@ impl Daemon {
         tracing::info!("billhook-worker stopped");
         Ok(())
     }
+}
+
+/// The runner of one job kind, shared by its apalis worker's tasks.
+fn shared<K: JobKind>(
+    kind: K,
+    (pool, metrics, backoff): &(PgPool, Metrics, Backoff),
+) -> Arc<Runner<K>> {
+    Arc::new(Runner {
+        kind,
+        pool: pool.clone(),
+        metrics: metrics.clone(),
+        backoff: *backoff,
+    })
 }
 
 /// Adds the apalis worker for one job kind to the monitor.

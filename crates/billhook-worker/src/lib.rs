@@ -11,6 +11,8 @@ pub mod billing_cli;
 pub mod cli;
 pub mod daemon;
 pub mod dead_letter;
+pub mod dunning;
+pub mod email;
 pub mod events;
 pub mod jobs;
 pub mod metrics;

@@ -12,7 +12,12 @@ use sqlx::PgPool;
 use crate::runner::JobError;
 
 /// Queues shown in the gauges even when empty.
-const KNOWN_QUEUES: &[&str] = &[billhook_core::jobs::PROCESS_EVENT_QUEUE];
+const KNOWN_QUEUES: &[&str] = &[
+    billhook_core::jobs::PROCESS_EVENT_QUEUE,
+    billhook_core::jobs::NOTIFY_APP_QUEUE,
+    billhook_core::jobs::SEND_EMAIL_QUEUE,
+    billhook_core::jobs::DUNNING_STEP_QUEUE,
+];
 
 #[derive(Clone)]
 pub struct Metrics {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use billhook_core::config::positive_duration;
 
 use crate::billing::settings::BillingSettings;
+use crate::dunning::DunningSettings;
+use crate::email::settings::EmailSettings;
 use crate::notify::settings::NotifySettings;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -74,4 +76,10 @@ pub struct RunSettings {
 
     #[command(flatten)]
     pub billing: BillingSettings,
+
+    #[command(flatten)]
+    pub email: EmailSettings,
+
+    #[command(flatten)]
+    pub dunning: DunningSettings,
 }

@@ -14,6 +14,10 @@ fn worker(database_url: &str) -> Command {
     command
         .env_clear()
         .env("DATABASE_URL", database_url)
+        .env(
+            "BILLHOOK_EMAIL_DIR",
+            std::env::temp_dir().join("billhook-test-mail"),
+        )
         .env("BILLHOOK_LOG_FORMAT", "text")
         .env("BILLHOOK_WORKER_ADMIN_LISTEN", "127.0.0.1:0")
         .env("BILLHOOK_WORKER_POLL_INTERVAL", "100ms")

@@ -1,13 +1,18 @@
 //! Invoices in the mirror, in both API shapes; a paid invoice credits the ledger once.
-//! (Dunning hooks in here: payment_failed opens or continues a run, paid recovers it.)
+//! A failed subscription invoice opens (or continues) its dunning run; a paid one recovers it
+//! and sends the receipt.
 
 use serde_json::json;
 use sqlx::PgConnection;
+
+use chrono::{DateTime, Utc};
 
 use super::ledger::{self, Entry};
 use super::version::{self, Table, Version};
 use super::{Applied, Context, Event, fields};
 use crate::audit;
+use crate::dunning::Failure;
+use crate::email::Template;
 use crate::runner::JobError;
 
 pub async fn apply(
@@ -87,7 +92,40 @@ pub async fn apply(
     )
     .await?;
 
+    if event.event_type == "invoice.payment_failed"
+        && status != Some("paid")
+        && let Some(subscription) = subscription
+    {
+        let failure = Failure {
+            invoice_id: id,
+            subscription_id: subscription,
+            customer_id: customer,
+            event_id: &event.id,
+            failed_at: DateTime::from_timestamp(event.created, 0).unwrap_or_else(Utc::now),
+        };
+        ctx.dunning.open(conn, &failure).await?;
+    }
     if status == Some("paid") {
+        crate::dunning::recover(conn, id, &event.id).await?;
+        if amount_paid > 0 {
+            // The PaymentIntent's own receipt has the same source: one receipt per payment.
+            let source = fields::invoice_payment_intent(object).unwrap_or(id);
+            let data = json!({ "amount": amount_paid, "currency": currency, "reference": id,
+                               "description": format!("invoice {id}") });
+            super::email(
+                conn,
+                ctx,
+                event,
+                super::Outgoing {
+                    template: Template::PaymentReceipt,
+                    source,
+                    customer: Some(customer),
+                    recipient: None,
+                    data,
+                },
+            )
+            .await?;
+        }
         let entry = Entry {
             customer_id: customer,
             source: id,

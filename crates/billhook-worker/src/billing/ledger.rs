@@ -38,7 +38,7 @@ impl FromStr for LedgerRule {
 
 /// Currencies whose minor unit is the whole unit (Stripe's zero-decimal list), and the ones
 /// with three decimals.
-fn decimals(currency: &str) -> u32 {
+pub(crate) fn decimals(currency: &str) -> u32 {
     match currency.to_ascii_lowercase().as_str() {
         "bif" | "clp" | "djf" | "gnf" | "jpy" | "kmf" | "krw" | "mga" | "pyg" | "rwf" | "ugx"
         | "vnd" | "vuv" | "xaf" | "xof" | "xpf" => 0,

@@ -18,6 +18,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::dunning::Dunning;
+use crate::email::{Mailer, NewEmail, Template};
 use crate::events::StoredEvent;
 use crate::notify::Outbox;
 use crate::runner::JobError;
@@ -44,6 +46,10 @@ pub struct Context {
     pub ledger: LedgerRule,
     /// Stripe's API, when a key is configured: settles same-second ties.
     pub stripe: Option<StripeApi>,
+    /// Emails to customers.
+    pub mailer: Mailer,
+    /// Opens dunning runs for unpaid subscription invoices.
+    pub dunning: Dunning,
 }
 
 /// The parts of a stored event handlers read.
@@ -136,6 +142,67 @@ pub async fn notify(
                 kind,
                 dedupe_key: &dedupe_key,
                 event_id: &event.id,
+                data,
+            },
+        )
+        .await
+}
+
+/// An email a handler decides to send.
+pub struct Outgoing<'a> {
+    pub template: Template,
+    /// With the template, the email's identity: one email per (source, template).
+    pub source: &'a str,
+    /// The Stripe customer, for the mirror's address and name.
+    pub customer: Option<&'a str>,
+    /// An address known better than the event's (an order's, say).
+    pub recipient: Option<&'a str>,
+    /// The template's variables.
+    pub data: Value,
+}
+
+/// Enqueues an email to the customer about `event`, once per (source, template). The recipient
+/// is `recipient` if given, else the address the event's object carries (receipt_email,
+/// customer_email, customer_details.email…), else the customer's in the mirror; with none, the
+/// email is recorded as skipped. `data` gets the customer's name for the greeting.
+pub async fn email(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &Event,
+    out: Outgoing<'_>,
+) -> Result<bool, JobError> {
+    let Outgoing {
+        template,
+        source,
+        customer,
+        recipient,
+        mut data,
+    } = out;
+    let known: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT email, name FROM customers WHERE id = $1")
+            .bind(customer)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (mirror_email, name) = known.unwrap_or_default();
+    let recipient = recipient
+        .or_else(|| fields::email_of(&event.data.object))
+        .map(str::to_owned)
+        .or(mirror_email);
+    if data.get("name").is_none_or(Value::is_null) {
+        data["name"] = name
+            .or_else(|| {
+                fields::str_at(&event.data.object, "customer_details.name").map(str::to_owned)
+            })
+            .into();
+    }
+    ctx.mailer
+        .enqueue(
+            conn,
+            NewEmail {
+                template,
+                source,
+                recipient: recipient.as_deref(),
+                event_id: Some(&event.id),
                 data,
             },
         )

@@ -18,6 +18,7 @@ use sqlx::PgConnection;
 use super::ledger::{self, Entry};
 use super::{Context, Event};
 use crate::audit;
+use crate::email::Template;
 use crate::runner::JobError;
 
 /// What identifies an order, from whatever the event carries.
@@ -275,6 +276,21 @@ pub async fn reconcile(
             .await?;
         }
         super::notify(conn, ctx, event, "order.paid", &order.id, summary.clone()).await?;
+        let data = json!({ "order": order.id, "order_reference": order.reference,
+                           "amount": amount, "currency": currency });
+        super::email(
+            conn,
+            ctx,
+            event,
+            super::Outgoing {
+                template: Template::OrderConfirmation,
+                source: &order.id,
+                customer: customer.as_deref(),
+                recipient: email.as_deref(),
+                data,
+            },
+        )
+        .await?;
     }
     if refunded > order.amount_refunded {
         if let Some(account) = &account {

@@ -9,6 +9,7 @@ use super::order::{self, Keys};
 use super::version::{self, Table, Version};
 use super::{Applied, Context, Event, fields};
 use crate::audit;
+use crate::email::Template;
 use crate::runner::JobError;
 
 pub async fn apply_payment_intent(
@@ -65,6 +66,44 @@ pub async fn apply_payment_intent(
     match order::find(conn, &keys).await? {
         Some(order_id) => order::reconcile(conn, ctx, event, &order_id).await?,
         None => order::not_found(conn, event, id, &keys).await?,
+    }
+    let customer = fields::id_at(object, "customer");
+    let currency = fields::required_str(object, "currency")?;
+    if status == "succeeded" {
+        let amount = fields::i64_at(object, "amount_received").or(fields::i64_at(object, "amount"));
+        let data = json!({ "amount": amount, "currency": currency, "reference": id,
+                           "description": fields::str_at(object, "description") });
+        super::email(
+            conn,
+            ctx,
+            event,
+            super::Outgoing {
+                template: Template::PaymentReceipt,
+                source: id,
+                customer,
+                recipient: None,
+                data,
+            },
+        )
+        .await?;
+    } else if fields::id_at(object, "invoice").is_none() {
+        // An invoice's failed payment is dunning's to tell (its day-0 email).
+        let data = json!({ "amount": fields::i64_at(object, "amount"), "currency": currency,
+                           "reference": id, "failure_reason": failure_message.or(failure_code),
+                           "description": fields::str_at(object, "description") });
+        super::email(
+            conn,
+            ctx,
+            event,
+            super::Outgoing {
+                template: Template::PaymentFailed,
+                source: &event.id,
+                customer,
+                recipient: None,
+                data,
+            },
+        )
+        .await?;
     }
     Ok(Applied::Applied)
 }
@@ -125,6 +164,25 @@ pub async fn apply_charge(
         id,
         "refunded",
         json!({ "amount_refunded": amount_refunded, "refunds": refunds.len(), "fetched": write.fetched }),
+    )
+    .await?;
+
+    let amount = fields::required_i64(object, "amount")?;
+    let data = json!({ "amount_refunded": amount_refunded, "currency": currency, "reference": id,
+                       "fully_refunded": amount_refunded >= amount });
+    let source = format!("{id}:refunded:{amount_refunded}");
+    let customer = fields::id_at(object, "customer");
+    super::email(
+        conn,
+        ctx,
+        event,
+        super::Outgoing {
+            template: Template::RefundConfirmation,
+            source: &source,
+            customer,
+            recipient: None,
+            data,
+        },
     )
     .await?;
 

@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use super::version::{self, Table, Version};
 use super::{Applied, Context, Event, fields};
 use crate::audit;
+use crate::email::Template;
 use crate::runner::JobError;
 
 pub async fn apply(
@@ -87,6 +88,53 @@ pub async fn apply(
             "items": items_summary(object),
         });
         super::notify(conn, ctx, event, "subscription.updated", &event.id, notice).await?;
+    }
+    match event.event_type.as_str() {
+        "customer.subscription.trial_will_end" => {
+            let trial_end = fields::time_at(object, "trial_end");
+            let has_payment_method = fields::id_at(object, "default_payment_method").is_some()
+                || sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM payment_methods WHERE customer_id = $1)",
+                )
+                .bind(customer)
+                .fetch_one(&mut *conn)
+                .await?;
+            let data = json!({ "subscription": id,
+                "trial_end": trial_end.map(|t| t.format("%Y-%m-%d").to_string()),
+                "has_payment_method": has_payment_method });
+            let source = format!("{id}:trial_end:{}", trial_end.map_or(0, |t| t.timestamp()));
+            super::email(
+                conn,
+                ctx,
+                event,
+                super::Outgoing {
+                    template: Template::TrialEnding,
+                    source: &source,
+                    customer: Some(customer),
+                    recipient: None,
+                    data,
+                },
+            )
+            .await?;
+        }
+        "customer.subscription.deleted" => {
+            // The same source as dunning's cancellation email: one email in all.
+            let data = json!({ "subscription": id, "reason": Value::Null });
+            super::email(
+                conn,
+                ctx,
+                event,
+                super::Outgoing {
+                    template: Template::SubscriptionCancelled,
+                    source: id,
+                    customer: Some(customer),
+                    recipient: None,
+                    data,
+                },
+            )
+            .await?;
+        }
+        _ => {}
     }
     let after = entitlements_of(conn, customer).await?;
     if before != after {

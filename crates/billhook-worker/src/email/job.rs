@@ -1,0 +1,134 @@
+//! Send one stored email: render its template, hand it to the transport, mark it sent.
+//!
+//! No transaction is held across the SMTP conversation. A template that does not render or a
+//! recipient that is not an address is a permanent failure (dead letter; fix, then requeue);
+//! anything the server or the network does is retried.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use billhook_core::jobs::SEND_EMAIL_QUEUE;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use super::SendEmail;
+use super::settings::EmailSettings;
+use super::templates::{self, Template};
+use super::transport::{Sender, Transport};
+use crate::runner::{JobError, JobKind};
+
+pub struct SendEmailJob {
+    pool: PgPool,
+    transport: Transport,
+    sender: Sender,
+    templates: Option<PathBuf>,
+}
+
+impl SendEmailJob {
+    pub fn new(pool: PgPool, settings: &EmailSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool,
+            transport: Transport::from_settings(settings)?,
+            sender: Sender::from_settings(settings)?,
+            templates: settings.templates.clone(),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Stored {
+    template: String,
+    recipient: Option<String>,
+    data: Value,
+    status: String,
+}
+
+impl JobKind for SendEmailJob {
+    const KIND: &'static str = "send_email";
+    const QUEUE: &'static str = SEND_EMAIL_QUEUE;
+    type Args = SendEmail;
+
+    fn event_id(args: &Value) -> Option<String> {
+        args.get("event_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    #[tracing::instrument(name = "send_email", skip_all, fields(email_id = tracing::field::Empty))]
+    async fn run(&self, args: SendEmail) -> Result<(), JobError> {
+        let SendEmail::V1 { email_id, .. } = args;
+        tracing::Span::current().record("email_id", email_id.as_str());
+        let stored: Option<Stored> =
+            sqlx::query_as("SELECT template, recipient, data, status FROM emails WHERE id = $1")
+                .bind(&email_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let stored = stored
+            .with_context(|| format!("no email {email_id}"))
+            .map_err(JobError::Permanent)?;
+        if stored.status == "sent" || stored.status == "skipped" {
+            tracing::info!(status = %stored.status, "email already finished; nothing to send");
+            return Ok(());
+        }
+        let permanent = JobError::Permanent;
+        let template = Template::from_name(&stored.template)
+            .with_context(|| format!("unknown template {}", stored.template))
+            .map_err(permanent)?;
+        let recipient = stored
+            .recipient
+            .context("the email has no recipient")
+            .map_err(permanent)?;
+        let rendered = templates::render(template, self.templates.as_deref(), &stored.data)
+            .map_err(permanent)?;
+        let message = self
+            .sender
+            .message(&email_id, &recipient, &rendered)
+            .map_err(permanent)?;
+        match self.transport.send(message).await {
+            Ok(destination) => {
+                sqlx::query(
+                    "UPDATE emails SET status = 'sent', sent_at = now(), attempts = attempts + 1,
+                            subject = $2, message_id = $3, last_error = NULL
+                      WHERE id = $1",
+                )
+                .bind(&email_id)
+                .bind(&rendered.subject)
+                .bind(format!("<{email_id}@billhook>"))
+                .execute(&self.pool)
+                .await?;
+                tracing::info!(template = template.name(), %destination, "email sent");
+                Ok(())
+            }
+            Err(error) => {
+                sqlx::query(
+                    "UPDATE emails SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                )
+                .bind(&email_id)
+                .bind(format!("{error:#}"))
+                .execute(&self.pool)
+                .await?;
+                Err(JobError::Retryable(error))
+            }
+        }
+    }
+
+    async fn record_failure(
+        &self,
+        pool: &PgPool,
+        args: &Value,
+        _attempt: u32,
+        error: &str,
+        dead: bool,
+    ) -> anyhow::Result<()> {
+        if let (true, Some(id)) = (dead, args.get("email_id").and_then(Value::as_str)) {
+            sqlx::query(
+                "UPDATE emails SET status = 'dead', last_error = $2 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(error)
+            .execute(pool)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Emails: an outbox in `emails`, sent by SendEmail jobs over SMTP (lettre), or written as .eml
+//! files when no SMTP server is configured.
+//!
+//! Lifecycle: [`Mailer::enqueue`] writes the row (and its job) inside the transaction that
+//! decided to send it; one row per (source, template), so a redelivered or re-applied event
+//! sends nothing more → the job renders the template and sends → `sent`, or `dead` with a dead
+//! letter once attempts run out (requeue sends it). No recipient address → `skipped`.
+//! Delivery is at least once: a crash between the SMTP server's acceptance and the `sent`
+//! mark sends again, with the same Message-ID (`<eml_…@billhook>`), which mail clients use
+//! to hide the repeat.
+
+pub mod job;
+pub mod settings;
+pub mod templates;
+pub mod transport;
+
+use billhook_core::jobs::{EnqueueError, SEND_EMAIL_QUEUE, push_job};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::runner::JobError;
+pub use templates::Template;
+
+/// Send one stored email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum SendEmail {
+    #[serde(rename = "1")]
+    V1 {
+        email_id: String,
+        event_id: Option<String>,
+    },
+}
+
+/// One email for [`Mailer::enqueue`].
+#[derive(Debug, Clone)]
+pub struct NewEmail<'a> {
+    pub template: Template,
+    /// What the email is about; with the template, its identity.
+    pub source: &'a str,
+    pub recipient: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+    /// The template's variables.
+    pub data: Value,
+}
+
+/// Writes emails and their jobs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    pub max_attempts: u32,
+}
+
+impl Mailer {
+    /// Stores the email and its SendEmail job inside the caller's transaction. Returns whether
+    /// it is new: `false` when this (source, template) exists already, and nothing is written.
+    #[tracing::instrument(skip_all, fields(template = email.template.name(), source = email.source))]
+    pub async fn enqueue(
+        &self,
+        conn: &mut PgConnection,
+        email: NewEmail<'_>,
+    ) -> Result<bool, JobError> {
+        let id = format!("eml_{}", ulid::Ulid::generate());
+        let status = if email.recipient.is_some() {
+            "pending"
+        } else {
+            "skipped"
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO emails (id, template, source, recipient, data, event_id, status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, template) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(email.template.name())
+        .bind(email.source)
+        .bind(email.recipient)
+        .bind(&email.data)
+        .bind(email.event_id)
+        .bind(status)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            return Ok(false);
+        }
+        if email.recipient.is_none() {
+            tracing::info!("no recipient address known: email recorded as skipped");
+            return Ok(true);
+        }
+        let args = SendEmail::V1 {
+            email_id: id.clone(),
+            event_id: email.event_id.map(str::to_owned),
+        };
+        push_job(conn, SEND_EMAIL_QUEUE, &args, &id, self.max_attempts, None)
+            .await
+            .map_err(|e| match e {
+                EnqueueError::Encode(e) => JobError::Permanent(e.into()),
+                EnqueueError::Insert(e) => JobError::Retryable(e.into()),
+            })?;
+        Ok(true)
+    }
+}

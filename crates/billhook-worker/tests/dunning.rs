@@ -1,0 +1,257 @@
+//! Dunning end to end with a schedule in seconds: the receiver takes the events, a running
+//! worker applies them and runs the steps, a real SMTP server process gets the emails and a
+//! local HTTP server stands in for Stripe's API.
+
+use std::time::Duration;
+
+use billhook_testkit::fixtures::{self, ApiShape};
+use billhook_testkit::scenarios::{RENEWAL_INVOICE, SUBSCRIPTION, Scenario};
+use billhook_testkit::smtp::SmtpSink;
+use billhook_testkit::stripe_api::StripeStandIn;
+use billhook_testkit::worker::{settings_with_smtp, wait_for_count};
+use billhook_testkit::{TestReceiver, TestWorker};
+use billhook_worker::settings::RunSettings;
+use secrecy::SecretString;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(40);
+const FAILED: &str = "Your payment of 20.00 USD did not go through";
+const REMINDER: &str = "Reminder: 20.00 USD is still due";
+const CANCELLED: &str = "Your subscription has been cancelled";
+
+struct Setup {
+    app: TestReceiver,
+    sink: SmtpSink,
+    stripe: StripeStandIn,
+    events: Vec<Value>,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        let app = TestReceiver::spawn().await;
+        let sink = SmtpSink::start().await;
+        let stripe = StripeStandIn::start().await;
+        // The never-recovering renewal, its first failure now (the run's schedule counts from
+        // it): customer, subscription, first invoice paid, the renewal's failure, past_due, a
+        // second failure, deletion.
+        let mut events = Scenario::RenewalNeverRecovers.events(ApiShape::Dahlia);
+        let now = fixtures::unix_now();
+        for (n, event) in events.iter_mut().enumerate() {
+            event["created"] = (now - 3 + n as i64).into();
+        }
+        let mut invoice = events[3]["data"]["object"].clone();
+        invoice["hosted_invoice_url"] = "https://invoice.stripe.com/i/test".into();
+        stripe.put(&format!("/v1/invoices/{RENEWAL_INVOICE}"), invoice);
+        stripe.put(
+            &format!("/v1/subscriptions/{SUBSCRIPTION}"),
+            events[4]["data"]["object"].clone(),
+        );
+        Self {
+            app,
+            sink,
+            stripe,
+            events,
+        }
+    }
+
+    fn settings(&self) -> RunSettings {
+        let mut settings = settings_with_smtp(self.sink.port);
+        settings.dunning.schedule = "0s,2s,4s,6s".parse().expect("schedule");
+        settings.billing.stripe_api_key = Some(SecretString::from("sk_test_dunning"));
+        settings.billing.stripe_api_base = self.stripe.base.parse().expect("URL");
+        settings
+    }
+
+    async fn deliver(&self, n: usize) {
+        assert_eq!(self.app.deliver(&self.events[n]).await.status(), 200);
+    }
+
+    /// Delivers the story up to the renewal's first failure (events 0..=3).
+    async fn fail_renewal(&self) {
+        for n in 0..=3 {
+            self.deliver(n).await;
+        }
+    }
+
+    async fn wait_for(&self, sql: &str, expected: i64) {
+        wait_for_count(&self.app.db.pool, sql, expected, WAIT).await;
+    }
+
+    fn subjects(&self) -> Vec<String> {
+        self.sink
+            .messages()
+            .iter()
+            .map(|m| m["subject"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn deletes(&self) -> Vec<Option<String>> {
+        self.stripe
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "DELETE")
+            .map(|r| r.idempotency_key)
+            .collect()
+    }
+
+    async fn run(&self) -> (String, i32, Option<String>) {
+        sqlx::query_as("SELECT state, steps_done, stop_reason FROM dunning_runs")
+            .fetch_one(&self.app.db.pool)
+            .await
+            .expect("one dunning run")
+    }
+}
+
+/// All scheduled DunningStep jobs have run.
+const STEPS_SETTLED: &str = "SELECT count(*) FROM apalis.jobs
+    WHERE job_type = 'billhook.dunning_step' AND status NOT IN ('Done', 'Failed', 'Killed')";
+
+#[tokio::test]
+async fn an_unrecovered_run_emails_three_times_then_cancels_through_stripe_once() {
+    let s = Setup::start().await;
+    let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
+    s.fail_renewal().await;
+    s.deliver(4).await; // past_due
+    s.deliver(5).await; // the invoice fails again: the same run continues
+
+    s.wait_for(
+        "SELECT count(*) FROM dunning_runs WHERE state = 'canceled'",
+        1,
+    )
+    .await;
+    s.wait_for("SELECT count(*) FROM emails WHERE status = 'sent'", 5)
+        .await;
+    s.sink.wait_for(5, WAIT).await;
+    // Stripe's own webhook about the cancellation: no second cancellation email.
+    s.deliver(6).await;
+    s.wait_for(
+        "SELECT count(*) FROM webhook_events WHERE status <> 'applied'",
+        0,
+    )
+    .await;
+    worker.stop().await.expect("clean stop");
+
+    let final_warning = format!(
+        "Final notice: your subscription will be cancelled on {}",
+        chrono::DateTime::from_timestamp(s.events[3]["created"].as_i64().expect("t") + 6, 0)
+            .expect("time")
+            .format("%Y-%m-%d")
+    );
+    let subjects = s.subjects();
+    assert!(subjects[0].starts_with("Receipt"), "{subjects:?}");
+    assert_eq!(
+        subjects[1..],
+        [FAILED, REMINDER, final_warning.as_str(), CANCELLED],
+        "{subjects:?}"
+    );
+    let run_id: String = sqlx::query_scalar("SELECT id FROM dunning_runs")
+        .fetch_one(&s.app.db.pool)
+        .await
+        .expect("run");
+    assert_eq!(
+        s.deletes(),
+        vec![Some(format!("billhook-dunning-{run_id}"))]
+    );
+    assert_eq!(s.run().await, ("canceled".into(), 4, None));
+    assert_eq!(s.app.db.count("dunning_runs").await, 1);
+    let status: String = sqlx::query_scalar("SELECT status FROM subscriptions")
+        .fetch_one(&s.app.db.pool)
+        .await
+        .expect("subscription");
+    assert_eq!(status, "canceled");
+    assert_eq!(s.app.db.count("dead_letters").await, 0);
+}
+
+#[tokio::test]
+async fn a_run_recovered_after_the_reminder_stops() {
+    let s = Setup::start().await;
+    let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
+    s.fail_renewal().await;
+    s.wait_for("SELECT count(*) FROM dunning_runs WHERE steps_done = 2", 1)
+        .await;
+
+    let mut paid = Scenario::RenewalFailsThenRecovers.events(ApiShape::Dahlia)[5].clone();
+    paid["created"] = fixtures::unix_now().into();
+    assert_eq!(s.app.deliver(&paid).await.status(), 200);
+    s.wait_for(
+        "SELECT count(*) FROM dunning_runs WHERE state = 'recovered'",
+        1,
+    )
+    .await;
+    s.wait_for(
+        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'billhook.dunning_step'",
+        3,
+    )
+    .await;
+    s.wait_for(STEPS_SETTLED, 0).await;
+    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
+        .await;
+    worker.stop().await.expect("clean stop");
+
+    let subjects = s.subjects();
+    assert_eq!(subjects.len(), 4, "{subjects:?}");
+    assert_eq!(subjects[1..3], [FAILED, REMINDER], "{subjects:?}");
+    assert!(subjects[3].starts_with("Receipt"), "{subjects:?}");
+    assert!(s.deletes().is_empty());
+    assert_eq!(
+        s.run().await,
+        ("recovered".into(), 2, Some("invoice paid".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_worker_restarted_in_the_middle_finishes_the_run() {
+    let s = Setup::start().await;
+    let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
+    s.fail_renewal().await;
+    s.wait_for("SELECT count(*) FROM dunning_runs WHERE steps_done = 1", 1)
+        .await;
+    worker.stop().await.expect("clean stop");
+    // Steps come due while no worker runs; they wait in the queue.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
+    s.wait_for(
+        "SELECT count(*) FROM dunning_runs WHERE state = 'canceled'",
+        1,
+    )
+    .await;
+    s.wait_for("SELECT count(*) FROM emails WHERE status = 'sent'", 5)
+        .await;
+    worker.stop().await.expect("clean stop");
+
+    assert_eq!(s.subjects().len(), 5, "{:?}", s.subjects());
+    assert_eq!(s.deletes().len(), 1);
+    assert_eq!(s.run().await, ("canceled".into(), 4, None));
+}
+
+#[tokio::test]
+async fn a_step_that_finds_the_invoice_paid_stops_the_run() {
+    let s = Setup::start().await;
+    let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
+    s.fail_renewal().await;
+    s.wait_for("SELECT count(*) FROM dunning_runs WHERE steps_done = 1", 1)
+        .await;
+    // Paid in Stripe; the invoice.paid webhook has not arrived.
+    let path = format!("/v1/invoices/{RENEWAL_INVOICE}");
+    let mut invoice = s.stripe.get(&path).expect("invoice");
+    invoice["status"] = "paid".into();
+    s.stripe.put(&path, invoice);
+
+    s.wait_for(
+        "SELECT count(*) FROM dunning_runs WHERE state = 'recovered'",
+        1,
+    )
+    .await;
+    s.wait_for(STEPS_SETTLED, 0).await;
+    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
+        .await;
+    worker.stop().await.expect("clean stop");
+
+    assert_eq!(s.subjects()[1..], [FAILED], "{:?}", s.subjects());
+    assert!(s.deletes().is_empty());
+    assert_eq!(
+        s.run().await,
+        ("recovered".into(), 1, Some("invoice paid".into()))
+    );
+}

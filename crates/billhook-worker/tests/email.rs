@@ -1,0 +1,289 @@
+//! Emails through a real SMTP server process (crates/billhook-testkit/smtp/sink.py): each
+//! template's content and headers, exactly one email per (source, template) however often an
+//! event arrives, SMTP down then up, dead letter then requeue, and .eml files without SMTP.
+
+use std::time::Duration;
+
+use billhook_testkit::billing::{self, Applier};
+use billhook_testkit::fixtures::{self, ApiShape};
+use billhook_testkit::smtp::{SmtpSink, free_port};
+use billhook_testkit::worker::{settings, settings_with_smtp, wait_for_count};
+use billhook_testkit::{TestDatabase, TestReceiver, TestWorker};
+use billhook_worker::dead_letter::{self, Selection};
+use billhook_worker::email::{Mailer, NewEmail, Template};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn enqueue(pool: &PgPool, template: Template, source: &str, to: Option<&str>, data: Value) {
+    let mut tx = pool.begin().await.expect("begin");
+    let mailer = Mailer { max_attempts: 3 };
+    let email = NewEmail {
+        template,
+        source,
+        recipient: to,
+        event_id: None,
+        data,
+    };
+    assert!(mailer.enqueue(&mut tx, email).await.expect("enqueue"));
+    tx.commit().await.expect("commit");
+}
+
+fn data() -> Value {
+    json!({ "name": "Jenny Rosen", "amount": 5000, "amount_refunded": 2000, "currency": "usd",
+        "order": "ord_1", "order_reference": "order_1001", "reference": "in_1",
+        "description": "invoice in_1", "failure_reason": "Your card has insufficient funds.",
+        "invoice": "in_1", "pay_url": "https://pay.example/in_1", "cancel_on": "2026-12-03",
+        "trial_end": "2026-12-01", "subscription": "sub_1", "has_payment_method": false,
+        "fully_refunded": false })
+}
+
+/// What each template's subject, text and HTML must say, with `data()`.
+fn expected(template: Template) -> (&'static str, &'static str) {
+    match template {
+        Template::OrderConfirmation => ("Order order_1001 confirmed", "50.00 USD"),
+        Template::PaymentReceipt => ("Receipt for your payment of 50.00 USD", "invoice in_1"),
+        Template::PaymentFailed => (
+            "Your payment of 50.00 USD did not go through",
+            "Your card has insufficient funds.",
+        ),
+        Template::RefundConfirmation => ("Your refund of 20.00 USD", "20.00 USD"),
+        Template::TrialEnding => ("Your trial ends on 2026-12-01", "Add a payment method"),
+        Template::DunningReminder => ("Reminder: 50.00 USD is still due", "still outstanding"),
+        Template::FinalWarning => (
+            "Final notice: your subscription will be cancelled on 2026-12-03",
+            "last reminder",
+        ),
+        Template::SubscriptionCancelled => ("Your subscription has been cancelled", "sub_1"),
+    }
+}
+
+#[tokio::test]
+async fn every_template_arrives_with_its_content_and_headers() {
+    let db = TestDatabase::new().await;
+    let sink = SmtpSink::start().await;
+    let worker = TestWorker::spawn_with(&db.pool, settings_with_smtp(sink.port)).await;
+    for template in Template::ALL {
+        enqueue(
+            &db.pool,
+            template,
+            "source_1",
+            Some("jenny@example.com"),
+            data(),
+        )
+        .await;
+    }
+
+    let messages = sink.wait_for(Template::ALL.len(), WAIT).await;
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM emails WHERE status = 'sent'",
+        8,
+        WAIT,
+    )
+    .await;
+    for template in Template::ALL {
+        let (subject, says) = expected(template);
+        let message = messages
+            .iter()
+            .find(|m| m["subject"] == subject)
+            .unwrap_or_else(|| panic!("{template:?}: no message `{subject}` in {messages:?}"));
+        assert_eq!(message["from"], "Billing <billing@example.com>");
+        assert_eq!(message["to"], "jenny@example.com");
+        assert_eq!(message["rcpt_to"], json!(["jenny@example.com"]));
+        assert_eq!(message["reply_to"], "support@example.com");
+        assert_eq!(message["content_type"], "multipart/alternative");
+        let text = message["text"].as_str().expect("a text part");
+        if matches!(template, Template::DunningReminder | Template::FinalWarning) {
+            assert!(
+                text.contains("https://pay.example/in_1"),
+                "{template:?}: {text}"
+            );
+        }
+        let html = message["html"].as_str().expect("an HTML part");
+        assert!(
+            text.contains("Hello Jenny Rosen") && text.contains(says),
+            "{template:?}: {text}"
+        );
+        assert!(
+            html.contains("<p>Hello Jenny Rosen") && html.contains(says),
+            "{template:?}: {html}"
+        );
+        let id: String = sqlx::query_scalar("SELECT id FROM emails WHERE template = $1")
+            .bind(template.name())
+            .fetch_one(&db.pool)
+            .await
+            .expect("email row");
+        assert_eq!(message["message_id"], format!("<{id}@billhook>"));
+    }
+    worker.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_redelivered_or_reapplied_event_sends_nothing_more() {
+    let app = TestReceiver::spawn().await;
+    let sink = SmtpSink::start().await;
+    let worker = TestWorker::spawn_with(&app.db.pool, settings_with_smtp(sink.port)).await;
+    let event = fixtures::event("payment_intent.succeeded", ApiShape::Dahlia).expect("fixture");
+
+    assert_eq!(app.deliver(&event).await.status(), 200);
+    let messages = sink.wait_for(1, WAIT).await;
+    assert_eq!(messages[0]["to"], "buyer@example.com");
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM emails WHERE status = 'sent'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    // Stripe delivers it again, and an operator replays it in full.
+    assert_eq!(app.deliver(&event).await.status(), 200);
+    sqlx::query("UPDATE webhook_events SET status = 'received'")
+        .execute(&app.db.pool)
+        .await
+        .expect("reset");
+    let applier = Applier::new(&app.db.pool, billing::context());
+    assert_eq!(
+        applier.deliver(&event).await.expect("re-applied"),
+        "applied"
+    );
+
+    assert_eq!(app.db.count("emails").await, 1);
+    assert_eq!(
+        app.db
+            .count("apalis.jobs WHERE job_type = 'billhook.send_email'")
+            .await,
+        1,
+        "no second SendEmail job exists to send it again"
+    );
+    worker.stop().await.expect("clean stop");
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn with_the_smtp_server_down_the_email_is_retried_and_sent_once_it_is_up() {
+    let db = TestDatabase::new().await;
+    let port = free_port();
+    let worker = TestWorker::spawn_with(&db.pool, settings_with_smtp(port)).await;
+    enqueue(
+        &db.pool,
+        Template::PaymentReceipt,
+        "pi_1",
+        Some("jenny@example.com"),
+        data(),
+    )
+    .await;
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM emails WHERE attempts >= 2 AND last_error IS NOT NULL AND status = 'pending'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    let sink = SmtpSink::start_on(port).await;
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM emails WHERE status = 'sent'",
+        1,
+        WAIT,
+    )
+    .await;
+    worker.stop().await.expect("clean stop");
+
+    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
+    assert_eq!(db.count("dead_letters").await, 0);
+}
+
+#[tokio::test]
+async fn an_email_that_ran_out_of_attempts_is_dead_lettered_and_requeue_sends_it() {
+    let db = TestDatabase::new().await;
+    let port = free_port();
+    let worker = TestWorker::spawn_with(&db.pool, settings_with_smtp(port)).await;
+    enqueue(
+        &db.pool,
+        Template::PaymentReceipt,
+        "pi_1",
+        Some("jenny@example.com"),
+        data(),
+    )
+    .await;
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM emails WHERE status = 'dead'",
+        1,
+        WAIT,
+    )
+    .await;
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM dead_letters WHERE kind = 'send_email'",
+        1,
+        WAIT,
+    )
+    .await;
+
+    let sink = SmtpSink::start_on(port).await;
+    let selection = Selection {
+        event_type: Some("send_email".into()),
+        ..Selection::default()
+    };
+    let requeued = dead_letter::requeue(&db.pool, &selection, "ana", "SMTP is back", false)
+        .await
+        .expect("requeue");
+    assert_eq!(requeued.len(), 1);
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM emails WHERE status = 'sent'",
+        1,
+        WAIT,
+    )
+    .await;
+    worker.stop().await.expect("clean stop");
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn without_smtp_emails_are_written_as_eml_files() {
+    let db = TestDatabase::new().await;
+    let dir = std::env::temp_dir().join(format!("billhook-mail-{}", ulid::Ulid::generate()));
+    let mut settings = settings();
+    settings.email.dir = dir.clone();
+    let worker = TestWorker::spawn_with(&db.pool, settings).await;
+    enqueue(
+        &db.pool,
+        Template::OrderConfirmation,
+        "ord_1",
+        Some("jenny@example.com"),
+        data(),
+    )
+    .await;
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM emails WHERE status = 'sent'",
+        1,
+        WAIT,
+    )
+    .await;
+    worker.stop().await.expect("clean stop");
+
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the mail dir")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read_to_string(files[0].path()).expect("the .eml");
+    assert!(eml.contains("Subject: Order order_1001 confirmed"), "{eml}");
+    assert!(eml.contains("To: jenny@example.com"), "{eml}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn an_email_without_a_recipient_is_recorded_as_skipped() {
+    let db = TestDatabase::new().await;
+    enqueue(&db.pool, Template::PaymentReceipt, "pi_1", None, data()).await;
+    assert_eq!(db.count("emails WHERE status = 'skipped'").await, 1);
+    assert_eq!(db.count("apalis.jobs").await, 0);
+}
