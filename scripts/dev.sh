@@ -91,6 +91,15 @@ if [ -z "${BILLHOOK_WEBHOOK_SECRETS:-}" ]; then
 fi
 export BILLHOOK_WEBHOOK_SECRETS
 
+# --- email ----------------------------------------------------------------------------------
+# Without an SMTP server, the worker writes each email as an .eml file here.
+if [ -z "${BILLHOOK_SMTP_HOST:-}" ]; then
+  export BILLHOOK_EMAIL_DIR=${BILLHOOK_EMAIL_DIR:-$PWD/.dev/mail}
+  mail_line="emails          written as .eml files to $BILLHOOK_EMAIL_DIR (set BILLHOOK_SMTP_HOST to send)"
+else
+  mail_line="emails          sent through $BILLHOOK_SMTP_HOST:${BILLHOOK_SMTP_PORT:-587}"
+fi
+
 # --- processes ------------------------------------------------------------------------------
 export BILLHOOK_RECEIVER_LISTEN=${BILLHOOK_RECEIVER_LISTEN:-127.0.0.1:8080}
 export BILLHOOK_RECEIVER_ADMIN_LISTEN=${BILLHOOK_RECEIVER_ADMIN_LISTEN:-127.0.0.1:9080}
@@ -158,6 +167,7 @@ Billhook is running.
   database        $(pg_redact "$DATABASE_URL")
   receiver admin  $admin_url/healthz  $admin_url/readyz  $admin_url/metrics
   $worker_note
+  $mail_line
 
 Send a signed test event (another terminal):
   scripts/trigger.sh payment_intent.succeeded        (scripts/trigger.sh --list for all types)

@@ -23,6 +23,14 @@ for tool in fmt clippy; do
   fi
 done
 
+# The email tests run a real SMTP server process: crates/billhook-testkit/smtp/sink.py, on
+# Python 3's standard library.
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "python3 not found: the email tests need it for their SMTP server (crates/billhook-testkit/smtp/sink.py)." >&2
+  echo "Install it (Debian/Ubuntu: apt-get install python3; macOS: it comes with the Xcode tools) and run scripts/test.sh again." >&2
+  exit 1
+fi
+
 # Leftover test databases older than this are dropped; younger ones may belong to a test run
 # going on right now on the same server.
 keep_recent_minutes=15

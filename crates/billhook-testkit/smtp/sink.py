@@ -1,29 +1,26 @@
 """A real SMTP server for Billhook's tests: accepts every message on 127.0.0.1:PORT and writes
-each one to DIR as NNNNNN.json (envelope, headers, decoded text and HTML parts) beside the raw
-NNNNNN.eml. Python's standard library only (smtpd, deprecated but present up to 3.11).
+each one to DIR as NNNNNN.eml (raw) and NNNNNN.json (envelope, headers, decoded text and HTML
+parts). Python 3 standard library only (asyncio and email), so it runs on any Python 3.8+.
+
+It speaks the part of RFC 5321 a client needs: EHLO/HELO, MAIL, RCPT, DATA (with dot
+unstuffing), RSET, NOOP, QUIT. No TLS and no AUTH: tests connect with TLS off.
 
 usage: python3 sink.py PORT DIR
 """
-import warnings
-
-warnings.simplefilter("ignore", DeprecationWarning)
-
-import asyncore  # noqa: E402
-import email  # noqa: E402
-import email.policy  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import smtpd  # noqa: E402
-import sys  # noqa: E402
+import asyncio
+import email
+import email.policy
+import json
+import os
+import sys
 
 
-class Sink(smtpd.SMTPServer):
-    def __init__(self, port, directory):
-        super().__init__(("127.0.0.1", port), None, decode_data=False)
+class Sink:
+    def __init__(self, directory):
         self.directory = directory
         self.count = 0
 
-    def process_message(self, peer, mailfrom, rcpttos, data, **kwargs):
+    def store(self, mail_from, rcpt_to, data):
         self.count += 1
         stem = os.path.join(self.directory, "%06d" % self.count)
         with open(stem + ".eml", "wb") as f:
@@ -34,8 +31,8 @@ class Sink(smtpd.SMTPServer):
             if part.get_content_maintype() == "text":
                 parts[part.get_content_type()] = part.get_content()
         summary = {
-            "mail_from": mailfrom,
-            "rcpt_to": rcpttos,
+            "mail_from": mail_from,
+            "rcpt_to": rcpt_to,
             "from": str(message["From"]),
             "to": str(message["To"]),
             "reply_to": str(message["Reply-To"]) if message["Reply-To"] else None,
@@ -49,12 +46,67 @@ class Sink(smtpd.SMTPServer):
         with open(stem + ".json.tmp", "w") as f:
             json.dump(summary, f)
         os.rename(stem + ".json.tmp", stem + ".json")
-        return None
+
+    async def session(self, reader, writer):
+        def reply(line):
+            writer.write((line + "\r\n").encode())
+
+        mail_from, rcpt_to = None, []
+        reply("220 billhook-test-sink ESMTP")
+        while True:
+            await writer.drain()
+            line = await reader.readline()
+            if not line:
+                break
+            command = line.decode("utf-8", "replace").strip()
+            verb = command[:4].upper()
+            if verb in ("EHLO", "HELO"):
+                reply("250-billhook-test-sink" if verb == "EHLO" else "250 billhook-test-sink")
+                if verb == "EHLO":
+                    reply("250-8BITMIME")
+                    reply("250 SMTPUTF8")
+            elif verb == "MAIL":
+                mail_from, rcpt_to = command.split(":", 1)[1].strip().split(" ")[0].strip("<>"), []
+                reply("250 OK")
+            elif verb == "RCPT":
+                rcpt_to.append(command.split(":", 1)[1].strip().split(" ")[0].strip("<>"))
+                reply("250 OK")
+            elif verb == "DATA":
+                reply("354 End data with <CR><LF>.<CR><LF>")
+                await writer.drain()
+                lines = []
+                while True:
+                    data_line = await reader.readline()
+                    if data_line in (b".\r\n", b".\n", b""):
+                        break
+                    if data_line.startswith(b".."):
+                        data_line = data_line[1:]
+                    lines.append(data_line)
+                self.store(mail_from, rcpt_to, b"".join(lines))
+                reply("250 OK: queued as %06d" % self.count)
+                mail_from, rcpt_to = None, []
+            elif verb == "RSET":
+                mail_from, rcpt_to = None, []
+                reply("250 OK")
+            elif verb == "NOOP":
+                reply("250 OK")
+            elif verb == "QUIT":
+                reply("221 Bye")
+                await writer.drain()
+                break
+            else:
+                reply("502 Command not implemented")
+        writer.close()
+
+
+async def main(port, directory):
+    os.makedirs(directory, exist_ok=True)
+    sink = Sink(directory)
+    server = await asyncio.start_server(sink.session, "127.0.0.1", port)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
 
 
 if __name__ == "__main__":
-    port, directory = int(sys.argv[1]), sys.argv[2]
-    os.makedirs(directory, exist_ok=True)
-    Sink(port, directory)
-    print("ready", flush=True)
-    asyncore.loop()
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))

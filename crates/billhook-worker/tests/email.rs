@@ -16,9 +16,23 @@ use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Attempts of the emails these tests enqueue: enough to outlast a server that starts late.
+const ATTEMPTS: u32 = 50;
+
 async fn enqueue(pool: &PgPool, template: Template, source: &str, to: Option<&str>, data: Value) {
+    enqueue_with(pool, template, source, to, data, ATTEMPTS).await;
+}
+
+async fn enqueue_with(
+    pool: &PgPool,
+    template: Template,
+    source: &str,
+    to: Option<&str>,
+    data: Value,
+    max_attempts: u32,
+) {
     let mut tx = pool.begin().await.expect("begin");
-    let mailer = Mailer { max_attempts: 3 };
+    let mailer = Mailer { max_attempts };
     let email = NewEmail {
         template,
         source,
@@ -202,12 +216,13 @@ async fn an_email_that_ran_out_of_attempts_is_dead_lettered_and_requeue_sends_it
     let db = TestDatabase::new().await;
     let port = free_port();
     let worker = TestWorker::spawn_with(&db.pool, settings_with_smtp(port)).await;
-    enqueue(
+    enqueue_with(
         &db.pool,
         Template::PaymentReceipt,
         "pi_1",
         Some("jenny@example.com"),
         data(),
+        2,
     )
     .await;
     wait_for_count(
