@@ -23,8 +23,8 @@ pub struct Recorded {
 struct State {
     objects: HashMap<String, Value>,
     requests: Vec<Recorded>,
-    /// Answer this status to the next N requests.
-    failures: Vec<u16>,
+    /// Answer these statuses to the next requests (of one method, if given), in order.
+    failures: Vec<(Option<String>, u16)>,
 }
 
 pub struct StripeStandIn {
@@ -74,7 +74,17 @@ impl StripeStandIn {
 
     /// The next `statuses.len()` requests are answered with these statuses, in order.
     pub fn fail_next(&self, statuses: &[u16]) {
-        self.state().failures.extend_from_slice(statuses);
+        self.state()
+            .failures
+            .extend(statuses.iter().map(|s| (None, *s)));
+    }
+
+    /// The next `statuses.len()` requests with `method` are answered with these statuses.
+    pub fn fail_next_method(&self, method: &str, statuses: &[u16]) {
+        let method = Some(method.to_owned());
+        self.state()
+            .failures
+            .extend(statuses.iter().map(|s| (method.clone(), *s)));
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -103,15 +113,19 @@ async fn answer(request: HttpRequest, state: web::Data<Mutex<State>>) -> HttpRes
         stripe_version: header("stripe-version"),
         idempotency_key: header("idempotency-key"),
     });
-    if !state.failures.is_empty() {
-        let status = state.failures.remove(0);
+    let method = request.method().as_str().to_owned();
+    let failure = state
+        .failures
+        .iter()
+        .position(|(m, _)| m.as_ref().is_none_or(|m| *m == method));
+    if let Some(index) = failure {
+        let (_, status) = state.failures.remove(index);
         let status = actix_web::http::StatusCode::from_u16(status)
             .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
         return HttpResponse::build(status)
             .json(json!({ "error": { "type": "api_error", "message": "injected failure" } }));
     }
-    let method = request.method().as_str();
-    match (method, state.objects.get_mut(&path)) {
+    match (method.as_str(), state.objects.get_mut(&path)) {
         ("GET", Some(object)) => HttpResponse::Ok().json(object.clone()),
         ("DELETE", Some(object)) if path.starts_with("/v1/subscriptions/") => {
             object["status"] = "canceled".into();

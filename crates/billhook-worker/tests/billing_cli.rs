@@ -146,3 +146,37 @@ async fn a_manual_ledger_entry_records_who_and_why_and_moves_the_balance() {
     let balance = worker(&db, &["ledger", "balance", "--customer", CUSTOMER]);
     assert_eq!(stdout(&balance).trim(), format!("{CUSTOMER} -250 usd"));
 }
+
+#[tokio::test]
+async fn dunning_runs_are_listed_and_shown_with_their_emails() {
+    let db = TestDatabase::new().await;
+    sqlx::raw_sql(
+        "INSERT INTO dunning_runs (id, invoice_id, subscription_id, customer_id, started_at, next_step_at, event_id, steps_done)
+         VALUES ('dun_1', 'in_1', 'sub_1', 'cus_1', now(), now() + interval '3 days', 'evt_1', 1),
+                ('dun_2', 'in_2', 'sub_2', 'cus_2', now(), NULL, 'evt_2', 4);
+         UPDATE dunning_runs SET state = 'canceled' WHERE id = 'dun_2';
+         INSERT INTO emails (id, template, source, recipient, data, status)
+         VALUES ('eml_1', 'payment_failed', 'dun_1:0', 'jenny@example.com', '{}', 'sent'),
+                ('eml_2', 'payment_failed', 'dun_10:0', 'other@example.com', '{}', 'sent');",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("runs");
+
+    let active = stdout(&worker(&db, &["dunning", "list"]));
+    assert!(
+        active.contains("dun_1") && !active.contains("dun_2"),
+        "{active}"
+    );
+    assert!(active.contains("1 run(s)"), "{active}");
+    let all = stdout(&worker(&db, &["dunning", "list", "--all"]));
+    assert!(all.contains("dun_2") && all.contains("2 run(s)"), "{all}");
+
+    let shown = worker(&db, &["dunning", "show", "in_1"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let run: serde_json::Value = serde_json::from_str(&stdout(&shown)).expect("JSON");
+    assert_eq!(run["id"], "dun_1");
+    assert_eq!(run["steps_done"], 1);
+    assert_eq!(run["emails"].as_array().map(Vec::len), Some(1), "{run}");
+    assert!(!worker(&db, &["dunning", "show", "in_9"]).status.success());
+}

@@ -86,7 +86,7 @@ pub async fn apply_payment_intent(
             },
         )
         .await?;
-    } else if fields::id_at(object, "invoice").is_none() {
+    } else if !pays_an_invoice(conn, object, id).await? {
         // An invoice's failed payment is dunning's to tell (its day-0 email).
         let data = json!({ "amount": fields::i64_at(object, "amount"), "currency": currency,
                            "reference": id, "failure_reason": failure_message.or(failure_code),
@@ -311,4 +311,23 @@ async fn upsert_refund(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Whether the PaymentIntent pays an invoice: it says so up to 2025-02-24 (`invoice`); from
+/// 2025-03-31 only the invoice does, so the mirror is asked (an invoice event that has not
+/// arrived yet cannot be seen).
+async fn pays_an_invoice(
+    conn: &mut PgConnection,
+    object: &Value,
+    id: &str,
+) -> Result<bool, JobError> {
+    if fields::id_at(object, "invoice").is_some() {
+        return Ok(true);
+    }
+    let known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM invoices WHERE payment_intent_id = $1)")
+            .bind(id)
+            .fetch_one(conn)
+            .await?;
+    Ok(known)
 }
