@@ -104,8 +104,10 @@ pub async fn create_order(pool: &PgPool, reference: &str, checkout_ref: &str) {
 }
 
 /// Everything the billing handlers decide, without what legitimately depends on delivery
-/// order (which event was stale, audit history, times of writing, how refund debits were
-/// split into steps): two deliveries of the same story must give equal snapshots.
+/// order: which event was stale, audit history, times of writing, how refund debits were split
+/// into steps, and the emails and dunning runs, which follow the order by design (a failure
+/// delivered after the payment that cured it is stale: it opens no run and mails no one). Two
+/// deliveries of the same story must give equal snapshots.
 pub async fn snapshot(pool: &PgPool) -> Value {
     let queries = [
         (

@@ -15,12 +15,17 @@ pub struct SmtpSink {
     child: Option<Child>,
 }
 
-/// A free port: bound, read, released.
+/// A port that is free now and stays free for a while: drawn below Linux's ephemeral range
+/// (32768 and up), where the port-0 listeners of other tests running in parallel never land.
+/// A test that starts a server on it later (SMTP "down, then up") relies on that.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    for _ in 0..1000 {
+        let port = rand::random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 impl SmtpSink {

@@ -100,6 +100,47 @@ async fn assert_events_applied_and_audited(pool: &PgPool, events: usize, shape: 
     .await;
 }
 
+/// The emails the story decided on (the worker sends them; here they wait as pending jobs), all
+/// to the customer.
+async fn assert_emails(pool: &PgPool, shape: ApiShape, templates: &[&str]) {
+    let expected: Vec<Value> = templates
+        .iter()
+        .map(|t| json!({ "template": t, "recipient": EMAIL, "status": "pending" }))
+        .collect();
+    assert_rows(
+        pool,
+        "SELECT template, recipient, status FROM emails ORDER BY template",
+        Value::Array(expected),
+        shape,
+    )
+    .await;
+    assert_rows(
+        pool,
+        "SELECT count(*) AS jobs FROM apalis.jobs WHERE job_type = 'billhook.send_email'",
+        json!([{ "jobs": templates.len() }]),
+        shape,
+    )
+    .await;
+}
+
+/// The renewal invoice's dunning run, if the story opened one.
+async fn assert_dunning(pool: &PgPool, shape: ApiShape, run: Option<(&str, i32)>) {
+    let expected = match run {
+        Some((state, steps)) => {
+            json!([{ "invoice_id": RENEWAL_INVOICE, "subscription_id": SUBSCRIPTION,
+                                         "state": state, "steps_done": steps }])
+        }
+        None => json!([]),
+    };
+    assert_rows(
+        pool,
+        "SELECT invoice_id, subscription_id, state, steps_done FROM dunning_runs",
+        expected,
+        shape,
+    )
+    .await;
+}
+
 async fn assert_one_time_checkout(pool: &PgPool, shape: ApiShape, order: Value) {
     assert_customer(pool, shape).await;
     assert_rows(
@@ -186,6 +227,17 @@ async fn a_one_time_checkout_paid_then_fully_refunded() {
             shape,
         )
         .await;
+        assert_emails(
+            pool,
+            shape,
+            &[
+                "order_confirmation",
+                "payment_receipt",
+                "refund_confirmation",
+            ],
+        )
+        .await;
+        assert_dunning(pool, shape, None).await;
         assert_events_applied_and_audited(pool, 4, shape).await;
     }
 }
@@ -219,6 +271,17 @@ async fn a_partial_refund() {
             shape,
         )
         .await;
+        assert_emails(
+            pool,
+            shape,
+            &[
+                "order_confirmation",
+                "payment_receipt",
+                "refund_confirmation",
+            ],
+        )
+        .await;
+        assert_dunning(pool, shape, None).await;
         assert_events_applied_and_audited(pool, 4, shape).await;
     }
 }
@@ -284,6 +347,8 @@ async fn an_order_the_application_never_created_is_created_from_the_session() {
             shape,
         )
         .await;
+        assert_emails(pool, shape, &["order_confirmation", "payment_receipt"]).await;
+        assert_dunning(pool, shape, None).await;
         assert_events_applied_and_audited(pool, 2, shape).await;
     }
 }
@@ -400,6 +465,8 @@ async fn a_subscription_signup_through_checkout() {
         )
         .await;
         assert_empty(pool, &["payments", "refunds"], shape).await;
+        assert_emails(pool, shape, &["order_confirmation", "payment_receipt"]).await;
+        assert_dunning(pool, shape, None).await;
         assert_events_applied_and_audited(pool, 5, shape).await;
     }
 }
@@ -448,6 +515,8 @@ async fn a_renewal_that_fails_and_then_recovers() {
             shape,
         )
         .await;
+        assert_emails(pool, shape, &["payment_receipt", "payment_receipt"]).await;
+        assert_dunning(pool, shape, Some(("recovered", 0))).await;
         assert_events_applied_and_audited(pool, 7, shape).await;
     }
 }
@@ -498,6 +567,8 @@ async fn a_renewal_that_never_recovers_ends_with_the_subscription_deleted() {
             shape,
         )
         .await;
+        assert_emails(pool, shape, &["payment_receipt", "subscription_cancelled"]).await;
+        assert_dunning(pool, shape, Some(("active", 0))).await;
         assert_events_applied_and_audited(pool, 7, shape).await;
     }
 }
@@ -553,6 +624,8 @@ async fn a_trial_that_pauses_without_a_card_and_resumes() {
             shape,
         )
         .await;
+        assert_emails(pool, shape, &["payment_receipt", "trial_ending"]).await;
+        assert_dunning(pool, shape, None).await;
         assert_events_applied_and_audited(pool, 7, shape).await;
     }
 }

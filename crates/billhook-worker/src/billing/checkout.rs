@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use super::order::{self, Keys, NewOrder};
-use super::version::{self, Table, Version};
+use super::version::{self, Table};
 use super::{Applied, Context, Event, fields};
 use crate::audit;
 use crate::runner::JobError;
@@ -15,19 +15,8 @@ pub async fn apply(
     ctx: &Context,
     event: &Event,
 ) -> Result<Applied, JobError> {
-    let object = &event.data.object;
-    let id = fields::required_str(object, "id")?;
-    let version = Version::of(event, object, &["created"]);
-    let Some(write) = version::check(
-        conn,
-        ctx,
-        event,
-        Table::CheckoutSessions,
-        id,
-        object,
-        version,
-    )
-    .await?
+    let Some((id, write)) =
+        version::check_event(conn, ctx, event, Table::CheckoutSessions, &["created"]).await?
     else {
         return Ok(Applied::Stale);
     };

@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use chrono::{DateTime, Utc};
 
 use super::ledger::{self, Entry};
-use super::version::{self, Table, Version};
+use super::version::{self, Table};
 use super::{Applied, Context, Event, fields};
 use crate::audit;
 use crate::dunning::Failure;
@@ -20,11 +20,11 @@ pub async fn apply(
     ctx: &Context,
     event: &Event,
 ) -> Result<Applied, JobError> {
-    let object = &event.data.object;
-    let id = fields::required_str(object, "id")?;
-    let version = Version::of(
+    let Some((id, write)) = version::check_event(
+        conn,
+        ctx,
         event,
-        object,
+        Table::Invoices,
         &[
             "created",
             "status_transitions.finalized_at",
@@ -32,9 +32,8 @@ pub async fn apply(
             "status_transitions.voided_at",
             "status_transitions.marked_uncollectible_at",
         ],
-    );
-    let Some(write) =
-        version::check(conn, ctx, event, Table::Invoices, id, object, version).await?
+    )
+    .await?
     else {
         return Ok(Applied::Stale);
     };

@@ -17,11 +17,14 @@ pub async fn apply_payment_intent(
     ctx: &Context,
     event: &Event,
 ) -> Result<Applied, JobError> {
-    let object = &event.data.object;
-    let id = fields::required_str(object, "id")?;
-    let version = Version::of(event, object, &["created", "canceled_at"]);
-    let Some(write) =
-        version::check(conn, ctx, event, Table::PaymentIntents, id, object, version).await?
+    let Some((id, write)) = version::check_event(
+        conn,
+        ctx,
+        event,
+        Table::PaymentIntents,
+        &["created", "canceled_at"],
+    )
+    .await?
     else {
         return Ok(Applied::Stale);
     };

@@ -2,7 +2,7 @@
 
 use sqlx::PgConnection;
 
-use super::version::{self, Table, Version};
+use super::version::{self, Table};
 use super::{Applied, Context, Event, fields};
 use crate::audit;
 use crate::runner::JobError;
@@ -12,11 +12,8 @@ pub async fn apply(
     ctx: &Context,
     event: &Event,
 ) -> Result<Applied, JobError> {
-    let object = &event.data.object;
-    let id = fields::required_str(object, "id")?;
-    let version = Version::of(event, object, &["created"]);
-    let Some(write) =
-        version::check(conn, ctx, event, Table::PaymentMethods, id, object, version).await?
+    let Some((id, write)) =
+        version::check_event(conn, ctx, event, Table::PaymentMethods, &["created"]).await?
     else {
         return Ok(Applied::Stale);
     };

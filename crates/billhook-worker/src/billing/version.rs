@@ -142,3 +142,20 @@ pub async fn check<'a>(
         fetched: true,
     }))
 }
+
+/// The usual start of a handler: the object's id, its version from `paths`, and [`check`].
+/// `None`: the event is stale.
+pub async fn check_event<'a>(
+    conn: &mut PgConnection,
+    ctx: &Context,
+    event: &'a Event,
+    table: Table,
+    paths: &[&str],
+) -> Result<Option<(&'a str, Write<'a>)>, JobError> {
+    let object = &event.data.object;
+    let id = fields::required_str(object, "id")?;
+    let version = Version::of(event, object, paths);
+    Ok(check(conn, ctx, event, table, id, object, version)
+        .await?
+        .map(|write| (id, write)))
+}
