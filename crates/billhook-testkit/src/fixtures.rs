@@ -132,6 +132,7 @@ fn example_object(event_type: &str, shape: ApiShape) -> Option<Value> {
             o = object(shape, "charge");
             o["refunded"] = true.into();
             o["amount_refunded"] = o["amount"].clone();
+            o["receipt_email"] = "buyer@example.com".into();
         }
         "checkout.session.completed" | "checkout.session.expired" => {
             o = object(shape, "checkout.session");
@@ -141,7 +142,10 @@ fn example_object(event_type: &str, shape: ApiShape) -> Option<Value> {
             o["client_reference_id"] = "order_1001".into();
             o["customer_details"] = json!({ "email": "buyer@example.com", "name": "Jenny Rosen" });
         }
-        "customer.created" | "customer.updated" => o = object(shape, "customer"),
+        "customer.created" | "customer.updated" => {
+            o = object(shape, "customer");
+            o["email"] = "buyer@example.com".into();
+        }
         "customer.deleted" => o = object(shape, "deleted_customer"),
         t if t.starts_with("customer.subscription.") => {
             o = object(shape, "subscription");
