@@ -1,7 +1,7 @@
 //! The worker's view of `webhook_events`: lock a stored event, read its payload, and keep its
 //! status, attempts and last error true.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct StoredEvent {
@@ -53,9 +53,10 @@ pub async fn finish(
     Ok(())
 }
 
-/// Records a failed attempt outside the (rolled back) processing transaction.
+/// Records a failed attempt, outside the (rolled back) processing transaction and inside the
+/// one that records the failure.
 pub async fn record_failure(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     id: &str,
     attempt: u32,
     error: &str,
@@ -69,7 +70,7 @@ pub async fn record_failure(
     .bind(if dead { "dead" } else { "failed" })
     .bind(attempt as i32)
     .bind(error)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

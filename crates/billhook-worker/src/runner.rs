@@ -61,10 +61,11 @@ pub trait JobKind: Send + Sync + 'static {
     fn run(&self, args: Self::Args) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Records a failed attempt on the kind's own rows (for ProcessEvent, the event's status);
-    /// `dead` on the last one.
+    /// `dead` on the last one. Runs in the transaction that writes the failure (and the dead
+    /// letter), so the two are never seen apart.
     fn record_failure(
         &self,
-        pool: &PgPool,
+        conn: &mut sqlx::PgConnection,
         args: &serde_json::Value,
         attempt: u32,
         error: &str,
@@ -196,10 +197,10 @@ impl<K: JobKind> Runner<K> {
             self.metrics.retried(K::KIND);
             Fate::Retry(delay)
         };
-        tx.commit().await?;
         self.kind
-            .record_failure(&self.pool, args, attempt, &message, dead)
+            .record_failure(&mut tx, args, attempt, &message, dead)
             .await?;
+        tx.commit().await?;
         Ok(fate)
     }
 }

@@ -44,7 +44,7 @@ impl JobKind for Flaky {
 
     async fn record_failure(
         &self,
-        _: &PgPool,
+        _: &mut sqlx::PgConnection,
         _: &serde_json::Value,
         _: u32,
         _: &str,

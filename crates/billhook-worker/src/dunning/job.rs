@@ -159,7 +159,7 @@ impl JobKind for DunningStepJob {
 
     async fn record_failure(
         &self,
-        _: &PgPool,
+        _: &mut PgConnection,
         _: &Value,
         _: u32,
         _: &str,

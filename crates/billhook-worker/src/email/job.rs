@@ -114,7 +114,7 @@ impl JobKind for SendEmailJob {
 
     async fn record_failure(
         &self,
-        pool: &PgPool,
+        conn: &mut sqlx::PgConnection,
         args: &Value,
         _attempt: u32,
         error: &str,
@@ -126,7 +126,7 @@ impl JobKind for SendEmailJob {
             )
             .bind(id)
             .bind(error)
-            .execute(pool)
+            .execute(conn)
             .await?;
         }
         Ok(())

@@ -66,14 +66,14 @@ impl JobKind for ProcessEventJob {
 
     async fn record_failure(
         &self,
-        pool: &PgPool,
+        conn: &mut sqlx::PgConnection,
         args: &serde_json::Value,
         attempt: u32,
         error: &str,
         dead: bool,
     ) -> anyhow::Result<()> {
         if let Some(id) = Self::event_id(args) {
-            events::record_failure(pool, &id, attempt, error, dead).await?;
+            events::record_failure(conn, &id, attempt, error, dead).await?;
         }
         Ok(())
     }

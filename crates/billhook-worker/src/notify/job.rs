@@ -142,7 +142,7 @@ impl JobKind for NotifyAppJob {
 
     async fn record_failure(
         &self,
-        pool: &PgPool,
+        conn: &mut sqlx::PgConnection,
         args: &serde_json::Value,
         _attempt: u32,
         error: &str,
@@ -160,7 +160,7 @@ impl JobKind for NotifyAppJob {
         .bind(id)
         .bind(error)
         .bind(dead)
-        .execute(pool)
+        .execute(conn)
         .await?;
         Ok(())
     }
