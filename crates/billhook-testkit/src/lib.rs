@@ -5,6 +5,7 @@
 pub mod billing;
 pub mod database;
 pub mod fixtures;
+pub mod proxy;
 pub mod receiver;
 pub mod scenarios;
 pub mod smtp;

@@ -25,6 +25,7 @@ pub fn settings() -> RunSettings {
         retry_max: Duration::from_millis(500),
         shutdown_timeout: Duration::from_secs(10),
         job_retention: Duration::from_secs(7 * 24 * 3600),
+        give_up_after: Duration::from_secs(300),
         notify: NotifySettings {
             url: None,
             secret: None,

@@ -27,12 +27,9 @@ use crate::jobs::process_event::ProcessEventJob;
 use crate::metrics::Metrics;
 use crate::notify::Outbox;
 use crate::notify::job::NotifyAppJob;
+use crate::restart::RestartPolicy;
 use crate::runner::{Backoff, JobKind, Runner, handle};
 use crate::settings::RunSettings;
-
-/// Restarts of one job worker after errors (database gone, …) before the process gives up
-/// and exits non-zero for its supervisor to restart.
-const MAX_RESTARTS: usize = 50;
 
 /// A worker process bound to its admin port, ready to run.
 pub struct Daemon {
@@ -139,6 +136,7 @@ impl Daemon {
         };
 
         let base = (pool.clone(), metrics.clone(), backoff);
+        let restarts = RestartPolicy::new(settings.give_up_after);
         let Jobs {
             process_event,
             notify_app,
@@ -162,12 +160,12 @@ impl Daemon {
             &name,
             shared(dunning_step, &base),
         )
-        .should_restart(|worker, error| {
+        .should_restart(move |worker, error| {
             // A fresh name per restart (see `register`), so jobs the failed instance held
             // come back through the heartbeat instead of staying Running.
             tracing::error!(worker = %worker.name(), restarts = worker.restarts(), error = %error,
                     "worker stopped with an error; restarting it");
-            worker.restarts() < MAX_RESTARTS
+            restarts.should_restart(worker.name())
         })
         .shutdown_timeout(settings.shutdown_timeout);
         tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
@@ -189,7 +187,8 @@ impl Daemon {
         result.context("worker failed")?;
         if !asked_to_stop {
             anyhow::bail!(
-                "the job workers stopped on their own after {MAX_RESTARTS} restarts; see the errors above"
+                "a job worker kept failing for longer than {} (BILLHOOK_WORKER_GIVE_UP_AFTER); see the errors above",
+                humantime::format_duration(settings.give_up_after)
             );
         }
         tracing::info!("billhook-worker stopped");

@@ -17,6 +17,7 @@ pub mod events;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;
+pub mod restart;
 pub mod retention;
 pub mod runner;
 pub mod settings;

@@ -66,6 +66,13 @@ pub struct RunSettings {
           value_parser = positive_duration)]
     pub shutdown_timeout: Duration,
 
+    /// A job worker that keeps failing (its database away) is restarted with growing pauses;
+    /// after failing without a break for this long, the process exits non-zero for its
+    /// supervisor. Long enough to ride out a PostgreSQL restart or failover.
+    #[arg(long = "give-up-after", env = "BILLHOOK_WORKER_GIVE_UP_AFTER", default_value = "5m",
+          value_parser = positive_duration)]
+    pub give_up_after: Duration,
+
     /// Finished jobs are deleted from apalis's table after this long (failed ones are kept).
     #[arg(long = "job-retention", env = "BILLHOOK_JOB_RETENTION", default_value = "7d",
           value_parser = positive_duration)]

@@ -1,0 +1,114 @@
+//! The worker's database goes away and comes back: nothing is lost, nothing is applied twice,
+//! and the process carries on without anyone restarting it. Multi-threaded runtimes, as in the
+//! binary: the restart policy's pauses block only the monitor's thread there.
+
+use std::time::Duration;
+
+use billhook_testkit::fixtures::{self, ApiShape};
+use billhook_testkit::proxy::CuttableProxy;
+use billhook_testkit::worker::wait_for_count;
+use billhook_testkit::{TestReceiver, TestWorker};
+use sqlx::postgres::PgPoolOptions;
+
+const EVENTS: usize = 60;
+
+fn customer_event(n: usize) -> serde_json::Value {
+    let mut event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
+    event["data"]["object"]["id"] = format!("cus_outage{n:03}").into();
+    event
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Outage {
+    /// Nothing listens: connections are refused.
+    Refused,
+    /// Connections are accepted and dropped at once (a server starting up, a balancer).
+    Dropped,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_refuses_connections_for_a_while_loses_nothing() {
+    outage(Outage::Refused).await;
+}
+
+/// Known defect, kept as its reproduction: after connections were accepted and dropped during
+/// the handshake, the worker's pool (sqlx 0.9.0) stops handing out connections (size 3 of 16,
+/// none idle, every acquire times out), so processing stalls until the restart policy gives up
+/// (BILLHOOK_WORKER_GIVE_UP_AFTER) and the supervisor restarts the process. Nothing is lost.
+#[ignore = "known defect: pool starvation after dropped handshakes (see the doc comment)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_drops_every_connection_for_a_while_loses_nothing() {
+    outage(Outage::Dropped).await;
+}
+
+async fn outage(kind: Outage) {
+    let app = TestReceiver::spawn().await;
+    let mut url = url::Url::parse(&app.db.url).expect("URL");
+    let target = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    );
+    let target = tokio::net::lookup_host(&target)
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let proxy = CuttableProxy::start(target).await;
+    url.set_host(Some("127.0.0.1")).expect("host");
+    url.set_port(Some(proxy.address.port())).expect("port");
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(url.as_str())
+        .await
+        .expect("connect through the proxy");
+    let worker = TestWorker::spawn(&pool).await;
+
+    for n in 0..EVENTS / 2 {
+        assert_eq!(app.deliver(&customer_event(n)).await.status(), 200);
+    }
+    wait_for_count(
+        &app.db.pool,
+        "SELECT least(count(*), 1) FROM webhook_events WHERE status = 'applied'",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // The database vanishes for the worker while events keep arriving at the receiver.
+    match kind {
+        Outage::Refused => proxy.cut(),
+        Outage::Dropped => proxy.drop_connections(),
+    }
+    for n in EVENTS / 2..EVENTS {
+        assert_eq!(app.deliver(&customer_event(n)).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    match kind {
+        Outage::Refused => proxy.restore().await,
+        Outage::Dropped => proxy.resume(),
+    }
+
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
+        EVENTS as i64,
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(app.db.count("customers").await, EVENTS as i64);
+    assert_eq!(
+        app.db
+            .count("(SELECT event_id FROM audit_log GROUP BY event_id HAVING count(*) <> 1) twice")
+            .await,
+        0,
+        "every event applied exactly once"
+    );
+    assert_eq!(app.db.count("audit_log").await, EVENTS as i64);
+    assert_eq!(app.db.count("dead_letters").await, 0);
+    worker
+        .stop()
+        .await
+        .expect("the worker is still running and stops cleanly");
+}
