@@ -4,6 +4,8 @@
 
 use billhook_core::jobs::ProcessEvent;
 use billhook_core::stripe::EventId;
+use billhook_core::stripe::{Envelope, Verified, event_types};
+use billhook_receiver::ingest::{self, Delivery};
 use billhook_worker::billing::{Context, LedgerRule};
 use billhook_worker::dunning::{Dunning, DunningSettings};
 use billhook_worker::email::Mailer;
@@ -61,25 +63,26 @@ impl Applier {
     }
 }
 
-/// Inserts `event` into webhook_events as received (ON CONFLICT DO NOTHING); returns its id.
+/// Stores `event` through the receiver's own ingest transaction (event row and ProcessEvent
+/// job), as a verified delivery would; a redelivery stores nothing new. Returns its id.
 pub async fn store(pool: &PgPool, event: &Value) -> String {
-    let id = event["id"]
-        .as_str()
-        .expect("the event has an id")
-        .to_owned();
-    sqlx::query(
-        "INSERT INTO webhook_events (id, type, api_version, livemode, created, signed_at, body, secret_label)
-         VALUES ($1, $2, $3, false, to_timestamp($4), now(), $5, 'test') ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&id)
-    .bind(event["type"].as_str())
-    .bind(event["api_version"].as_str())
-    .bind(event["created"].as_i64().unwrap_or(0) as f64)
-    .bind(crate::fixtures::to_body(event))
-    .execute(pool)
-    .await
-    .unwrap_or_else(|e| panic!("store {id}: {e}"));
-    id
+    let body = crate::fixtures::to_body(event);
+    let envelope = Envelope::parse(&body).unwrap_or_else(|e| panic!("the event's envelope: {e}"));
+    let verified = Verified {
+        timestamp: crate::fixtures::unix_now(),
+        secret_label: "test".to_owned(),
+    };
+    let delivery = Delivery {
+        envelope: &envelope,
+        verified: &verified,
+        body: &body,
+        headers: serde_json::json!({}),
+        handled: event_types::is_handled(&envelope.event_type),
+    };
+    ingest::store(pool, &delivery, 5)
+        .await
+        .unwrap_or_else(|e| panic!("store {}: {e}", envelope.id.as_str()));
+    envelope.id.as_str().to_owned()
 }
 
 /// The rows of `sql` as a JSON array of objects (column name → value).

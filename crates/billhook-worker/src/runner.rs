@@ -46,6 +46,18 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
+/// A follow-up job that cannot be enqueued: an argument that does not encode is a bug no retry
+/// cures; a failed insert is the database's, and may pass.
+impl From<billhook_core::jobs::EnqueueError> for JobError {
+    fn from(e: billhook_core::jobs::EnqueueError) -> Self {
+        use billhook_core::jobs::EnqueueError;
+        match e {
+            EnqueueError::Encode(_) => Self::Permanent(e.into()),
+            EnqueueError::Insert(_) => Self::Retryable(e.into()),
+        }
+    }
+}
+
 /// One kind of job: its queue, its argument, and how to run it.
 pub trait JobKind: Send + Sync + 'static {
     /// Stable name, used in metrics, failures and dead letters.

@@ -7,8 +7,8 @@ use billhook_testkit::billing::{self, Applier};
 use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::scenarios::{ORDER_REFERENCE, SESSION, SUBSCRIPTION, Scenario};
 use billhook_testkit::stripe_api::StripeStandIn;
-use billhook_worker::billing::LedgerRule;
 use billhook_worker::billing::settings::BillingSettings;
+use billhook_worker::billing::{Context, LedgerRule};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -21,6 +21,18 @@ fn subscription_event(shape: ApiShape, status: &str, created: i64) -> Value {
     event["created"] = created.into();
     event["data"]["object"]["status"] = status.into();
     event
+}
+
+/// The default context with Stripe's API at `stripe`, key `sk_test_standin`.
+fn context_with(stripe: &StripeStandIn) -> Context {
+    let settings = BillingSettings {
+        stripe_api_key: Some(SecretString::from("sk_test_standin")),
+        stripe_api_base: stripe.base.parse().expect("URL"),
+        ..BillingSettings::default()
+    };
+    let mut context = billing::context();
+    context.stripe = settings.stripe_api().expect("client");
+    context
 }
 
 async fn subscription_status(db: &TestDatabase) -> (String, String) {
@@ -100,14 +112,7 @@ async fn with_a_stripe_key_a_tie_is_settled_by_the_object_from_stripes_api() {
     for shape in ApiShape::ALL {
         let db = TestDatabase::new().await;
         let stripe = StripeStandIn::start().await;
-        let settings = BillingSettings {
-            stripe_api_key: Some(SecretString::from("sk_test_standin")),
-            stripe_api_base: stripe.base.parse().expect("URL"),
-            ..BillingSettings::default()
-        };
-        let mut context = billing::context();
-        context.stripe = settings.stripe_api().expect("client");
-        let applier = Applier::new(&db.pool, context);
+        let applier = Applier::new(&db.pool, context_with(&stripe));
         let first = subscription_event(shape, "past_due", 1_790_000_100);
         let second = subscription_event(shape, "unpaid", 1_790_000_100);
         let mut current = first["data"]["object"].clone();
@@ -140,17 +145,31 @@ async fn with_a_stripe_key_a_tie_is_settled_by_the_object_from_stripes_api() {
 }
 
 #[tokio::test]
+async fn a_tie_stripe_cannot_settle_is_applied_as_delivered() {
+    let db = TestDatabase::new().await;
+    // The stand-in knows no such subscription: Stripe answers 404.
+    let stripe = StripeStandIn::start().await;
+    let applier = Applier::new(&db.pool, context_with(&stripe));
+    let first = subscription_event(ApiShape::Dahlia, "past_due", 1_790_000_100);
+    let second = subscription_event(ApiShape::Dahlia, "unpaid", 1_790_000_100);
+
+    assert_eq!(applier.deliver(&first).await.expect("first"), "applied");
+    assert_eq!(applier.deliver(&second).await.expect("second"), "applied");
+
+    assert_eq!(stripe.requests().len(), 1, "Stripe was asked");
+    assert_eq!(
+        subscription_status(&db).await,
+        ("unpaid".into(), second["id"].as_str().expect("id").into())
+    );
+    assert_eq!(db.count("dead_letters").await, 0);
+    stripe.stop().await;
+}
+
+#[tokio::test]
 async fn a_failing_stripe_api_makes_a_tie_retryable_and_changes_nothing() {
     let db = TestDatabase::new().await;
     let stripe = StripeStandIn::start().await;
-    let settings = BillingSettings {
-        stripe_api_key: Some(SecretString::from("sk_test_standin")),
-        stripe_api_base: stripe.base.parse().expect("URL"),
-        ..BillingSettings::default()
-    };
-    let mut context = billing::context();
-    context.stripe = settings.stripe_api().expect("client");
-    let applier = Applier::new(&db.pool, context);
+    let applier = Applier::new(&db.pool, context_with(&stripe));
     let first = subscription_event(ApiShape::Dahlia, "past_due", 1_790_000_100);
     let second = subscription_event(ApiShape::Dahlia, "unpaid", 1_790_000_100);
     assert_eq!(applier.deliver(&first).await.expect("first"), "applied");

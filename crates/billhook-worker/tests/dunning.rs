@@ -316,3 +316,42 @@ async fn nothing_is_cancelled_locally_unless_stripe_cancelled_it() {
         s.subjects()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_finds_the_subscription_already_cancelled_stops_the_run() {
+    let s = Setup::start().await;
+    let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
+    s.fail_renewal().await;
+    s.wait_for("SELECT count(*) FROM dunning_runs WHERE steps_done = 1", 1)
+        .await;
+    // Cancelled in Stripe's Dashboard; its webhook has not arrived.
+    let path = format!("/v1/subscriptions/{SUBSCRIPTION}");
+    let mut subscription = s.stripe.get(&path).expect("subscription");
+    subscription["status"] = "canceled".into();
+    s.stripe.put(&path, subscription);
+
+    s.wait_for(
+        "SELECT count(*) FROM dunning_runs WHERE state = 'stopped'",
+        1,
+    )
+    .await;
+    s.wait_for(STEPS_SETTLED, 0).await;
+    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
+        .await;
+    worker.stop().await.expect("clean stop");
+
+    assert!(s.deletes().is_empty(), "nothing left to cancel");
+    assert_eq!(
+        s.run().await,
+        (
+            "stopped".into(),
+            1,
+            Some("subscription already canceled".into())
+        )
+    );
+    assert!(
+        !s.subjects().iter().any(|t| t == REMINDER),
+        "{:?}",
+        s.subjects()
+    );
+}

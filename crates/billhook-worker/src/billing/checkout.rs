@@ -30,8 +30,8 @@ pub async fn apply(
     let payment_intent = fields::id_at(object, "payment_intent");
     let amount = fields::i64_at(object, "amount_total");
     let currency = fields::str_at(object, "currency");
-    sqlx::query(
-        "INSERT INTO checkout_sessions (id, mode, status, payment_status, customer_id, customer_email,
+    let written: Option<String> = sqlx::query_scalar(
+        "INSERT INTO checkout_sessions AS c (id, mode, status, payment_status, customer_id, customer_email,
              client_reference_id, order_reference, payment_intent_id, subscription_id, invoice_id,
              amount_total, currency, livemode, object, stripe_version, object_time, last_event_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, to_timestamp($16), $17, $18)
@@ -43,7 +43,9 @@ pub async fn apply(
            invoice_id = EXCLUDED.invoice_id, amount_total = EXCLUDED.amount_total,
            currency = EXCLUDED.currency, object = EXCLUDED.object,
            stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+           last_event_id = EXCLUDED.last_event_id, updated_at = now()
+         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (c.stripe_version, c.object_time)
+         RETURNING id",
     )
     .bind(id)
     .bind(mode)
@@ -63,8 +65,11 @@ pub async fn apply(
     .bind(write.version.event_time as f64)
     .bind(write.version.object_time)
     .bind(&event.id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if written.is_none() {
+        return Ok(Applied::Stale);
+    }
     audit::record(
         conn,
         &event.id,

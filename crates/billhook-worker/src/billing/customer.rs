@@ -21,7 +21,7 @@ pub async fn apply(
     let deleted =
         event.event_type == "customer.deleted" || fields::bool_at(object, "deleted") == Some(true);
     // A deletion keeps the last full object: the deleted stub carries nothing worth keeping.
-    sqlx::query(
+    let written: Option<String> = sqlx::query_scalar(
         "INSERT INTO customers AS c (id, email, name, deleted, livemode, object, stripe_version, object_time, last_event_id)
          VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9)
          ON CONFLICT (id) DO UPDATE SET
@@ -32,7 +32,9 @@ pub async fn apply(
            stripe_version = EXCLUDED.stripe_version,
            object_time = EXCLUDED.object_time,
            last_event_id = EXCLUDED.last_event_id,
-           updated_at = now()",
+           updated_at = now()
+         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (c.stripe_version, c.object_time)
+         RETURNING id",
     )
     .bind(id)
     .bind(fields::str_at(object, "email"))
@@ -43,8 +45,11 @@ pub async fn apply(
     .bind(write.version.event_time as f64)
     .bind(write.version.object_time)
     .bind(&event.id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if written.is_none() {
+        return Ok(Applied::Stale);
+    }
     let action = if deleted { "deleted" } else { "upserted" };
     audit::record(
         conn,
@@ -56,14 +61,4 @@ pub async fn apply(
     )
     .await?;
     Ok(Applied::Applied)
-}
-
-/// The customer's e-mail address in the mirror, if known.
-pub async fn email(conn: &mut PgConnection, id: &str) -> Result<Option<String>, JobError> {
-    let email: Option<Option<String>> =
-        sqlx::query_scalar("SELECT email FROM customers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(email.flatten())
 }

@@ -43,7 +43,7 @@ pub async fn apply(
     let currency = fields::required_str(object, "currency")?;
     let amount_paid = fields::i64_at(object, "amount_paid").unwrap_or(0);
     let subscription = fields::invoice_subscription(object);
-    sqlx::query(
+    let written: Option<String> = sqlx::query_scalar(
         "INSERT INTO invoices AS i (id, customer_id, subscription_id, payment_intent_id, status, billing_reason,
              amount_due, amount_paid, amount_remaining, currency, attempt_count, customer_email, paid_at,
              livemode, object, stripe_version, object_time, last_event_id)
@@ -58,7 +58,9 @@ pub async fn apply(
            attempt_count = EXCLUDED.attempt_count, customer_email = EXCLUDED.customer_email,
            paid_at = EXCLUDED.paid_at, object = EXCLUDED.object,
            stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+           last_event_id = EXCLUDED.last_event_id, updated_at = now()
+         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (i.stripe_version, i.object_time)
+         RETURNING id",
     )
     .bind(id)
     .bind(customer)
@@ -78,8 +80,11 @@ pub async fn apply(
     .bind(write.version.event_time as f64)
     .bind(write.version.object_time)
     .bind(&event.id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if written.is_none() {
+        return Ok(Applied::Stale);
+    }
     audit::record(
         conn,
         &event.id,

@@ -164,14 +164,14 @@ pub async fn adjust(
     .bind(by)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query(
-        "INSERT INTO audit_log (event_id, entity, entity_id, action, detail, actor)
-         VALUES (NULL, 'ledger', $1, 'manual_entry', $2, $3)",
+    crate::audit::record_by(
+        conn,
+        by,
+        "ledger",
+        customer_id,
+        "manual_entry",
+        serde_json::json!({ "entry": id, "amount": amount, "unit": unit, "reason": reason }),
     )
-    .bind(customer_id)
-    .bind(serde_json::json!({ "entry": id, "amount": amount, "unit": unit, "reason": reason }))
-    .bind(by)
-    .execute(&mut *conn)
     .await?;
     Ok(id)
 }

@@ -33,7 +33,7 @@ pub async fn apply_payment_intent(
     let failure_code = fields::str_at(object, "last_payment_error.decline_code")
         .or_else(|| fields::str_at(object, "last_payment_error.code"));
     let failure_message = fields::str_at(object, "last_payment_error.message");
-    upsert_payment(
+    if upsert_payment(
         conn,
         event,
         &write.version,
@@ -50,7 +50,11 @@ pub async fn apply_payment_intent(
             object,
         },
     )
-    .await?;
+    .await?
+        == Applied::Stale
+    {
+        return Ok(Applied::Stale);
+    }
     audit::record(
         conn,
         &event.id,
@@ -118,12 +122,8 @@ pub async fn apply_charge(
 ) -> Result<Applied, JobError> {
     let object = &event.data.object;
     let id = fields::required_str(object, "id")?;
-    let refunds: &[Value] = fields::at(object, "refunds.data")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
     let mut version = Version::of(event, object, &["created"]);
-    version.object_time = refunds
+    version.object_time = refunds_of(object)
         .iter()
         .filter_map(|r| fields::i64_at(r, "created"))
         .fold(version.object_time, i64::max);
@@ -135,7 +135,7 @@ pub async fn apply_charge(
     let payment_intent = fields::id_at(object, "payment_intent");
     let amount_refunded = fields::i64_at(object, "amount_refunded").unwrap_or(0);
     let currency = fields::required_str(object, "currency")?;
-    upsert_payment(
+    if upsert_payment(
         conn,
         event,
         &write.version,
@@ -152,11 +152,12 @@ pub async fn apply_charge(
             object,
         },
     )
-    .await?;
-    let refunds: &[Value] = fields::at(object, "refunds.data")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    .await?
+        == Applied::Stale
+    {
+        return Ok(Applied::Stale);
+    }
+    let refunds = refunds_of(object);
     for refund in refunds {
         upsert_refund(conn, event, id, payment_intent, refund).await?;
     }
@@ -229,6 +230,14 @@ async fn debit_without_order(
     Ok(Applied::Applied)
 }
 
+/// The refunds a charge lists (`refunds.data`).
+fn refunds_of(charge: &Value) -> &[Value] {
+    fields::at(charge, "refunds.data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
 struct Payment<'a> {
     id: &'a str,
     kind: &'a str,
@@ -247,8 +256,8 @@ async fn upsert_payment(
     event: &Event,
     version: &Version,
     p: &Payment<'_>,
-) -> Result<(), JobError> {
-    sqlx::query(
+) -> Result<Applied, JobError> {
+    let written: Option<String> = sqlx::query_scalar(
         "INSERT INTO payments AS p (id, kind, payment_intent_id, customer_id, invoice_id, amount, amount_received,
              amount_refunded, currency, status, failure_code, failure_message, receipt_email, livemode,
              object, stripe_version, object_time, last_event_id)
@@ -261,7 +270,9 @@ async fn upsert_payment(
            currency = EXCLUDED.currency, status = EXCLUDED.status, failure_code = EXCLUDED.failure_code,
            failure_message = EXCLUDED.failure_message, receipt_email = EXCLUDED.receipt_email,
            object = EXCLUDED.object, stripe_version = EXCLUDED.stripe_version,
-           object_time = EXCLUDED.object_time, last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+           object_time = EXCLUDED.object_time, last_event_id = EXCLUDED.last_event_id, updated_at = now()
+         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (p.stripe_version, p.object_time)
+         RETURNING id",
     )
     .bind(p.id)
     .bind(p.kind)
@@ -281,9 +292,13 @@ async fn upsert_payment(
     .bind(version.event_time as f64)
     .bind(version.object_time)
     .bind(&event.id)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    Ok(if written.is_some() {
+        Applied::Applied
+    } else {
+        Applied::Stale
+    })
 }
 
 async fn upsert_refund(

@@ -23,7 +23,7 @@ pub async fn apply(
     } else {
         fields::id_at(object, "customer")
     };
-    sqlx::query(
+    let written: Option<String> = sqlx::query_scalar(
         "INSERT INTO payment_methods AS p (id, customer_id, type, card_brand, card_last4, livemode, object,
                                            stripe_version, object_time, last_event_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8), $9, $10)
@@ -31,7 +31,9 @@ pub async fn apply(
            customer_id = EXCLUDED.customer_id, type = EXCLUDED.type, card_brand = EXCLUDED.card_brand,
            card_last4 = EXCLUDED.card_last4, object = EXCLUDED.object,
            stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+           last_event_id = EXCLUDED.last_event_id, updated_at = now()
+         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (p.stripe_version, p.object_time)
+         RETURNING id",
     )
     .bind(id)
     .bind(customer)
@@ -43,8 +45,11 @@ pub async fn apply(
     .bind(write.version.event_time as f64)
     .bind(write.version.object_time)
     .bind(&event.id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if written.is_none() {
+        return Ok(Applied::Stale);
+    }
     let action = if customer.is_some() {
         "attached"
     } else {

@@ -34,7 +34,7 @@ pub async fn apply(
             .fetch_optional(&mut *conn)
             .await?;
     let (period_start, period_end) = fields::subscription_period(object);
-    sqlx::query(
+    let written: Option<String> = sqlx::query_scalar(
         "INSERT INTO subscriptions AS s (id, customer_id, status, status_since, cancel_at_period_end,
              current_period_start, current_period_end, trial_end, canceled_at, ended_at, livemode,
              object, stripe_version, object_time, last_event_id)
@@ -47,7 +47,9 @@ pub async fn apply(
            current_period_end = EXCLUDED.current_period_end, trial_end = EXCLUDED.trial_end,
            canceled_at = EXCLUDED.canceled_at, ended_at = EXCLUDED.ended_at, object = EXCLUDED.object,
            stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()",
+           last_event_id = EXCLUDED.last_event_id, updated_at = now()
+         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (s.stripe_version, s.object_time)
+         RETURNING id",
     )
     .bind(id)
     .bind(customer)
@@ -63,8 +65,11 @@ pub async fn apply(
     .bind(object)
     .bind(write.version.object_time)
     .bind(&event.id)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    if written.is_none() {
+        return Ok(Applied::Stale);
+    }
     write_items(conn, id, object).await?;
     audit::record(
         conn,

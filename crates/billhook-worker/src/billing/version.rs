@@ -85,7 +85,9 @@ pub struct Write<'a> {
 }
 
 /// Compares `version` with the stored row `id` of `table` (the caller holds the object's
-/// advisory lock). `None`: the event is stale.
+/// advisory lock) when Stripe's API can settle a tie; `None`: the event is stale. Every
+/// handler's upsert repeats the comparison as its guard and reports a stale event itself, so
+/// without an API key this asks the database nothing.
 pub async fn check<'a>(
     conn: &mut PgConnection,
     ctx: &Context,
@@ -95,6 +97,16 @@ pub async fn check<'a>(
     object: &'a Value,
     version: Version,
 ) -> Result<Option<Write<'a>>, JobError> {
+    let write = |object| Write {
+        object,
+        version,
+        fetched: false,
+    };
+    // Without Stripe's API there is nothing to do about a tie: the guard in each handler's
+    // upsert (`WHERE (new version) >= (stored version)`) decides alone, with no extra query.
+    if ctx.stripe.is_none() {
+        return Ok(Some(write(Cow::Borrowed(object))));
+    }
     let stored: Option<(i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT extract(epoch FROM stripe_version)::bigint, object_time FROM {} WHERE id = $1",
         table.name()
@@ -102,11 +114,6 @@ pub async fn check<'a>(
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let write = |object| Write {
-        object,
-        version,
-        fetched: false,
-    };
     let Some((event_time, object_time)) = stored else {
         return Ok(Some(write(Cow::Borrowed(object))));
     };
@@ -129,18 +136,30 @@ pub async fn check<'a>(
     let Some(api) = &ctx.stripe else {
         return Ok(Some(write(Cow::Borrowed(object))));
     };
-    let current = api
+    match api
         .retrieve(&table.api_path(id), event.api_version.as_deref())
-        .await?;
-    tracing::info!(
-        object_id = id,
-        "same-second tie settled with the object from Stripe's API"
-    );
-    Ok(Some(Write {
-        object: Cow::Owned(current),
-        version,
-        fetched: true,
-    }))
+        .await
+    {
+        Ok(current) => {
+            tracing::info!(
+                object_id = id,
+                "same-second tie settled with the object from Stripe's API"
+            );
+            Ok(Some(Write {
+                object: Cow::Owned(current),
+                version,
+                fetched: true,
+            }))
+        }
+        // Stripe cannot say (the object is gone, the key may not read it): a tie is applied as
+        // delivered, as without a key, rather than sending the event to the dead letters.
+        Err(JobError::Permanent(error)) => {
+            tracing::warn!(object_id = id, error = %format!("{error:#}"),
+                "same-second tie not settled through Stripe's API; applied as delivered");
+            Ok(Some(write(Cow::Borrowed(object))))
+        }
+        Err(retryable) => Err(retryable),
+    }
 }
 
 /// The usual start of a handler: the object's id, its version from `paths`, and [`check`].

@@ -10,7 +10,7 @@
 pub mod job;
 pub mod settings;
 
-use billhook_core::jobs::{DUNNING_STEP_QUEUE, EnqueueError, push_job};
+use billhook_core::jobs::{DUNNING_STEP_QUEUE, push_job};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -108,10 +108,7 @@ impl Dunning {
             Some(at),
         )
         .await
-        .map_err(|e| match e {
-            EnqueueError::Encode(e) => JobError::Permanent(e.into()),
-            EnqueueError::Insert(e) => JobError::Retryable(e.into()),
-        })
+        .map_err(JobError::from)
     }
 }
 

@@ -14,7 +14,7 @@ pub mod settings;
 pub mod templates;
 pub mod transport;
 
-use billhook_core::jobs::{EnqueueError, SEND_EMAIL_QUEUE, push_job};
+use billhook_core::jobs::{SEND_EMAIL_QUEUE, push_job};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -92,12 +92,7 @@ impl Mailer {
             email_id: id.clone(),
             event_id: email.event_id.map(str::to_owned),
         };
-        push_job(conn, SEND_EMAIL_QUEUE, &args, &id, self.max_attempts, None)
-            .await
-            .map_err(|e| match e {
-                EnqueueError::Encode(e) => JobError::Permanent(e.into()),
-                EnqueueError::Insert(e) => JobError::Retryable(e.into()),
-            })?;
+        push_job(conn, SEND_EMAIL_QUEUE, &args, &id, self.max_attempts, None).await?;
         Ok(true)
     }
 }

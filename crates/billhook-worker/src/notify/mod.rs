@@ -12,7 +12,7 @@ pub mod job;
 pub mod settings;
 pub mod sign;
 
-use billhook_core::jobs::{EnqueueError, NOTIFY_APP_QUEUE, push_job};
+use billhook_core::jobs::{NOTIFY_APP_QUEUE, push_job};
 use chrono::{SecondsFormat, Utc};
 use sqlx::PgConnection;
 
@@ -89,17 +89,7 @@ impl Outbox {
             == 1;
         if inserted && self.sending {
             let job = NotifyApp::new(id.clone(), notice.event_id.to_owned());
-            push_job(conn, NOTIFY_APP_QUEUE, &job, &id, self.max_attempts, None)
-                .await
-                .map_err(|e| {
-                    let permanent = matches!(e, EnqueueError::Encode(_));
-                    let e = anyhow::Error::new(e);
-                    if permanent {
-                        JobError::Permanent(e)
-                    } else {
-                        JobError::Retryable(e)
-                    }
-                })?;
+            push_job(conn, NOTIFY_APP_QUEUE, &job, &id, self.max_attempts, None).await?;
         }
         if inserted {
             tracing::info!(notification_id = %id, status, "notice recorded");
