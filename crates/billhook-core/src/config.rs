@@ -137,6 +137,17 @@ pub struct ReceiverSettings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub process_event_max_attempts: u32,
 
+    /// Transactions that store events at the same time, each on one pooled connection.
+    /// Requests that arrive while they are busy are stored together in the next one.
+    #[arg(long = "ingest-writers", env = "BILLHOOK_INGEST_WRITERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub ingest_writers: u32,
+
+    /// Events stored in one transaction at most.
+    #[arg(long = "ingest-max-batch", env = "BILLHOOK_INGEST_MAX_BATCH", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ingest_max_batch: u32,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long = "http-workers", env = "BILLHOOK_HTTP_WORKERS")]
     pub http_workers: Option<usize>,

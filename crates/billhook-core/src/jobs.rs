@@ -5,8 +5,11 @@
 //! apalis appears here only through `push_tasks` (in [`push_job`]), which writes inside the
 //! caller's transaction: the row a job is about and the job commit or roll back together.
 
-use apalis::layers::tracing::{OtelTraceContext, TracingContext};
+pub use apalis::layers::tracing::TracingContext;
+
+use apalis::layers::tracing::OtelTraceContext;
 use apalis::prelude::TaskBuilder;
+use apalis_postgres::PgTask;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -60,15 +63,25 @@ pub async fn push_process_event(
     job: &ProcessEvent,
     max_attempts: u32,
 ) -> Result<(), EnqueueError> {
-    push_job(
-        conn,
-        PROCESS_EVENT_QUEUE,
-        job,
-        job.event_id().as_str(),
-        max_attempts,
-        None,
-    )
-    .await
+    let task = process_event_task(job, max_attempts, &trace_context())?;
+    apalis_postgres::queries::push_tasks(conn, PROCESS_EVENT_QUEUE, vec![task]).await?;
+    Ok(())
+}
+
+/// The `ProcessEvent` task for `job`, carrying `trace` (the W3C context of the request that
+/// delivered the event), ready for `push_tasks` on [`PROCESS_EVENT_QUEUE`]. The receiver
+/// builds these in each request and pushes a batch of them in one statement.
+pub fn process_event_task(
+    job: &ProcessEvent,
+    max_attempts: u32,
+    trace: &TracingContext,
+) -> Result<PgTask, EnqueueError> {
+    task(job, job.event_id().as_str(), max_attempts, None, trace)
+}
+
+/// The trace context of the current span, for a job's metadata.
+pub fn trace_context() -> TracingContext {
+    OtelTraceContext::current().into()
 }
 
 /// Enqueues one job on `queue` inside the caller's transaction: commit keeps the caller's rows
@@ -87,17 +100,33 @@ pub async fn push_job<T: Serialize + ?Sized>(
     max_attempts: u32,
     run_at: Option<DateTime<Utc>>,
 ) -> Result<(), EnqueueError> {
+    let task = task(
+        args,
+        idempotency_key,
+        max_attempts,
+        run_at,
+        &trace_context(),
+    )?;
+    apalis_postgres::queries::push_tasks(conn, queue, vec![task]).await?;
+    Ok(())
+}
+
+fn task<T: Serialize + ?Sized>(
+    args: &T,
+    idempotency_key: &str,
+    max_attempts: u32,
+    run_at: Option<DateTime<Utc>>,
+    trace: &TracingContext,
+) -> Result<PgTask, EnqueueError> {
     let args = serde_json::to_vec(args)?;
-    let trace: TracingContext = OtelTraceContext::current().into();
     let mut task = TaskBuilder::new(args)
         .idempotency_key(idempotency_key)
         .max_attempts(max_attempts as usize)
-        .metadata(&trace);
+        .metadata(trace);
     if let Some(at) = run_at {
         task = task.run_at_timestamp(whole_seconds_after(at));
     }
-    apalis_postgres::queries::push_tasks(conn, queue, vec![task.build()]).await?;
-    Ok(())
+    Ok(task.build())
 }
 
 /// Unix seconds at or after `at` (0 for times before 1970).

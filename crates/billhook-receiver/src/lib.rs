@@ -6,6 +6,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod rate_limit;
 pub mod routes;
+pub mod writer;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -22,6 +23,7 @@ use sqlx::PgPool;
 
 use crate::metrics::Metrics;
 use crate::rate_limit::RejectLimiter;
+use crate::writer::{IngestQueue, WriterSettings};
 
 /// The public paths of the webhook endpoint.
 pub const WEBHOOK_PATHS: [&str; 2] = ["/api/webhooks/stripe", "/webhooks/stripe"];
@@ -29,10 +31,10 @@ pub const WEBHOOK_PATHS: [&str; 2] = ["/api/webhooks/stripe", "/webhooks/stripe"
 /// What every request handler shares. Built once per `Application`.
 pub struct AppState {
     pub pool: PgPool,
+    pub ingest: IngestQueue,
     pub secrets: WebhookSecrets,
     pub tolerance_secs: i64,
     pub max_body_bytes: usize,
-    pub max_attempts: u32,
     pub db_timeout: Duration,
     pub trust_forwarded_for: bool,
     pub reject_limiter: RejectLimiter,
@@ -58,15 +60,23 @@ impl Application {
     }
 
     /// Binds both listeners around an existing pool (which may be lazy: nothing here touches
-    /// the database).
+    /// the database) and starts the ingest writers on the current Tokio runtime.
     pub fn build_with_pool(settings: ReceiverSettings, pool: PgPool) -> anyhow::Result<Self> {
+        let ingest = IngestQueue::start(
+            pool.clone(),
+            WriterSettings {
+                writers: settings.ingest_writers as usize,
+                max_batch: settings.ingest_max_batch as usize,
+                max_attempts: settings.process_event_max_attempts,
+            },
+        );
         let state = web::Data::new(AppState {
             pool,
+            ingest,
             tolerance_secs: i64::try_from(settings.signature_tolerance.as_secs())
                 .context("BILLHOOK_SIGNATURE_TOLERANCE is too large")?,
             secrets: settings.secrets,
             max_body_bytes: settings.max_body_bytes,
-            max_attempts: settings.process_event_max_attempts,
             db_timeout: settings.database.timeout,
             trust_forwarded_for: settings.trust_forwarded_for,
             reject_limiter: RejectLimiter::new(

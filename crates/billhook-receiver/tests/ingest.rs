@@ -159,3 +159,47 @@ async fn the_short_path_alias_works_too() {
     assert_eq!(response.status(), 200);
     assert_eq!(app.db.count("webhook_events").await, 1);
 }
+
+#[tokio::test]
+async fn concurrent_deliveries_and_redeliveries_are_each_stored_once() {
+    let app = TestReceiver::spawn().await;
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let kind = if i % 2 == 0 {
+                "customer.created"
+            } else {
+                "invoice.paid"
+            };
+            fixtures::event(kind, ApiShape::Dahlia).expect("fixture")
+        })
+        .collect();
+
+    // Every event three times, all in flight at once: batches hold copies of one event.
+    let deliveries = events.iter().cycle().take(events.len() * 3);
+    let app = &app;
+    let responses = futures_util::future::join_all(deliveries.map(|e| async move {
+        let response = app.deliver(e).await;
+        assert_eq!(response.status(), 200);
+        (
+            e["id"].as_str().expect("id").to_owned(),
+            json(response).await,
+        )
+    }))
+    .await;
+
+    for event in &events {
+        let id = event["id"].as_str().expect("id");
+        let firsts = responses
+            .iter()
+            .filter(|(r, body)| r == id && body["duplicate"] == false)
+            .count();
+        assert_eq!(firsts, 1, "{id} is new exactly once");
+    }
+    assert_eq!(app.db.count("webhook_events").await, 40);
+    assert_eq!(app.db.count("apalis.jobs").await, 40);
+    let keys: i64 = sqlx::query_scalar("SELECT count(DISTINCT idempotency_key) FROM apalis.jobs")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(keys, 40);
+}

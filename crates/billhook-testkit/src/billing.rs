@@ -72,17 +72,19 @@ pub async fn store(pool: &PgPool, event: &Value) -> String {
         timestamp: crate::fixtures::unix_now(),
         secret_label: "test".to_owned(),
     };
+    let id = envelope.id.as_str().to_owned();
     let delivery = Delivery {
-        envelope: &envelope,
-        verified: &verified,
-        body: &body,
-        headers: serde_json::json!({}),
         handled: event_types::is_handled(&envelope.event_type),
+        envelope,
+        verified,
+        body: body.into(),
+        headers: serde_json::json!({}),
+        trace: billhook_core::jobs::trace_context(),
     };
     ingest::store(pool, &delivery, 5)
         .await
-        .unwrap_or_else(|e| panic!("store {}: {e}", envelope.id.as_str()));
-    envelope.id.as_str().to_owned()
+        .unwrap_or_else(|e| panic!("store {id}: {e}"));
+    id
 }
 
 /// The rows of `sql` as a JSON array of objects (column name → value).

@@ -62,6 +62,9 @@ pub struct Envelope {
     pub livemode: bool,
     /// The connected account for Connect events.
     pub account: Option<String>,
+    /// `data.object.id`: the Stripe object the event is about, when it has a string id. The
+    /// worker serialises the events of one object on it.
+    pub object_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +77,9 @@ pub enum EnvelopeError {
     InvalidId,
     #[error("event type is empty or too long")]
     InvalidType,
+    /// PostgreSQL text cannot hold U+0000, and Stripe never sends it.
+    #[error("`{0}` holds a NUL character")]
+    NulCharacter(&'static str),
 }
 
 #[derive(Deserialize)]
@@ -91,15 +97,31 @@ struct Raw<'a> {
     #[serde(default)]
     account: Option<String>,
     // `data.object` must be present for the event to be applicable at all.
-    #[allow(dead_code)]
+    #[serde(borrow)]
     data: RawData<'a>,
 }
 
 #[derive(Deserialize)]
 struct RawData<'a> {
-    #[allow(dead_code)]
     #[serde(borrow)]
     object: &'a serde_json::value::RawValue,
+}
+
+/// Only the id of `data.object`, whatever else it holds (or whatever it is).
+#[derive(Deserialize)]
+struct RawObject {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+impl RawData<'_> {
+    fn object_id(&self) -> Option<String> {
+        let object: RawObject = serde_json::from_str(self.object.get()).ok()?;
+        match object.id? {
+            serde_json::Value::String(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 impl Envelope {
@@ -113,7 +135,18 @@ impl Envelope {
         if raw.event_type.is_empty() || raw.event_type.len() > 255 {
             return Err(EnvelopeError::InvalidType);
         }
+        for (field, value) in [
+            ("type", Some(&raw.event_type)),
+            ("api_version", raw.api_version.as_ref()),
+            ("account", raw.account.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(EnvelopeError::NulCharacter(field));
+            }
+        }
+        let object_id = raw.data.object_id().filter(|id| !id.contains('\0'));
         Ok(Self {
+            object_id,
             id: EventId::parse(raw.id)?,
             event_type: raw.event_type,
             created: raw.created,
@@ -121,5 +154,58 @@ impl Envelope {
             livemode: raw.livemode,
             account: raw.account,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(event_type: &str, account: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "id": "evt_1NG8Du2eZvKYlo2CUI79vXWy",
+            "object": "event",
+            "type": event_type,
+            "created": 1_700_000_000,
+            "livemode": false,
+            "account": account,
+            "data": { "object": { "id": "cus_1" } }
+        }))
+        .expect("JSON")
+    }
+
+    #[test]
+    fn an_envelope_is_read_from_the_body() {
+        let envelope = Envelope::parse(&body("customer.created", "acct_1")).expect("an event");
+        assert_eq!(envelope.event_type, "customer.created");
+        assert_eq!(envelope.account.as_deref(), Some("acct_1"));
+        assert_eq!(envelope.object_id.as_deref(), Some("cus_1"));
+    }
+
+    #[test]
+    fn an_object_without_a_string_id_has_no_object_id() {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&body("customer.created", "acct_1")).expect("JSON");
+        for object in [
+            serde_json::json!({ "id": 7 }),
+            serde_json::json!({}),
+            serde_json::json!("cus_1"),
+        ] {
+            event["data"]["object"] = object;
+            let body = serde_json::to_vec(&event).expect("JSON");
+            assert_eq!(Envelope::parse(&body).expect("an event").object_id, None);
+        }
+    }
+
+    #[test]
+    fn a_nul_character_in_a_stored_text_field_is_refused() {
+        assert_eq!(
+            Envelope::parse(&body("customer.\u{0}created", "acct_1")).map(|e| e.id),
+            Err(EnvelopeError::NulCharacter("type"))
+        );
+        assert_eq!(
+            Envelope::parse(&body("customer.created", "acct_\u{0}")).map(|e| e.id),
+            Err(EnvelopeError::NulCharacter("account"))
+        );
     }
 }

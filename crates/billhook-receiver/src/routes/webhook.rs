@@ -8,12 +8,13 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use billhook_core::jobs;
 use billhook_core::stripe::{self, Envelope, EnvelopeError, SignatureError, event_types};
 use futures_util::StreamExt as _;
 use tracing::field;
 
 use crate::AppState;
-use crate::ingest::{self, Delivery, IngestError, Stored};
+use crate::ingest::{Delivery, IngestError, Stored};
 use crate::metrics::Outcome;
 
 /// Why a request was not stored. Each maps to one status code and a fixed body; the cause
@@ -146,19 +147,19 @@ async fn handle(
     span.record("event_type", envelope.event_type.as_str());
 
     let handled = event_types::is_handled(&envelope.event_type);
+    let event_type = envelope.event_type.clone();
+    let secret_label = verified.secret_label.clone();
     let delivery = Delivery {
-        envelope: &envelope,
-        verified: &verified,
-        body: &body,
+        envelope,
+        verified,
+        body,
         headers: selected_headers(req.headers()),
         handled,
+        trace: jobs::trace_context(),
     };
-    let stored = tokio::time::timeout(
-        state.db_timeout,
-        ingest::store(&state.pool, &delivery, state.max_attempts),
-    )
-    .await
-    .map_err(|_| WebhookError::Timeout)??;
+    let stored = tokio::time::timeout(state.db_timeout, state.ingest.store(delivery))
+        .await
+        .map_err(|_| WebhookError::Timeout)??;
 
     let duplicate = stored == Stored::Duplicate;
     let outcome = match (duplicate, handled) {
@@ -167,11 +168,11 @@ async fn handle(
         (false, false) => Outcome::Ignored,
     };
     if outcome == Outcome::Ignored {
-        state.metrics.ignored(&envelope.event_type);
+        state.metrics.ignored(&event_type);
     }
     tracing::info!(
         outcome = outcome.as_str(),
-        secret = %verified.secret_label,
+        secret = %secret_label,
         "event received"
     );
     let response =

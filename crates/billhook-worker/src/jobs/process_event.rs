@@ -43,8 +43,11 @@ impl JobKind for ProcessEventJob {
             return Ok(());
         }
         let event = Event::parse(&stored)?;
-        if let Some(object_id) = event.object_id() {
+        if let Some(object_id) = event.object_id()
+            && stored.locked_object.as_deref() != Some(object_id)
+        {
             // Two events for one Stripe object never interleave; released at commit.
+            // `events::lock` has taken it already for every event stored with its object id.
             billing::lock_key(&mut tx, object_id).await?;
         }
         let applied = billing::apply(&mut tx, &self.context, &event).await?;
