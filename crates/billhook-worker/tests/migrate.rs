@@ -43,3 +43,28 @@ async fn migrate_against_an_unreachable_database_fails_with_a_clear_message() {
     assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[tokio::test]
+async fn event_bodies_and_mirrored_objects_are_compressed_with_lz4_where_the_server_has_it() {
+    let db = TestDatabase::new().await;
+    let has_lz4 = sqlx::query("SET default_toast_compression = 'lz4'")
+        .execute(&db.pool)
+        .await
+        .is_ok();
+    let methods: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attrelid::regclass::text || '.' || attname, attcompression::text
+           FROM pg_attribute
+          WHERE (attrelid = 'webhook_events'::regclass AND attname = 'body')
+             OR (attname = 'object' AND attrelid IN ('customers'::regclass, 'invoices'::regclass,
+                 'subscriptions'::regclass, 'payments'::regclass))",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("compression methods");
+
+    assert_eq!(methods.len(), 5);
+    let expected = if has_lz4 { "l" } else { "" };
+    for (column, method) in methods {
+        assert_eq!(method, expected, "{column}");
+    }
+}

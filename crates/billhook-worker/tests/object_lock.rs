@@ -53,7 +53,11 @@ async fn an_event_waits_for_its_objects_lock(object_id_stored: bool) {
             .fetch_one(&db.pool)
             .await
             .expect("object id");
-    assert_eq!(stored.as_deref(), Some(object.as_str()), "the receiver stores it");
+    assert_eq!(
+        stored.as_deref(),
+        Some(object.as_str()),
+        "the receiver stores it"
+    );
     if !object_id_stored {
         sqlx::query("UPDATE webhook_events SET object_id = NULL WHERE id = $1")
             .bind(&id)
