@@ -1,6 +1,17 @@
 //! The append-only audit log: one row per state change, naming the event that caused it.
 
+use serde::Serialize;
 use sqlx::PgConnection;
+
+/// One state change an event made, waiting to be written with the event's finish
+/// (`crate::billing::Event::audit`, `crate::events::finish`).
+#[derive(Debug, Serialize)]
+pub struct AuditEntry {
+    pub entity: String,
+    pub entity_id: String,
+    pub action: String,
+    pub detail: serde_json::Value,
+}
 
 pub async fn record(
     conn: &mut PgConnection,

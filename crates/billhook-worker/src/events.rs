@@ -3,6 +3,8 @@
 
 use sqlx::PgConnection;
 
+use crate::audit::AuditEntry;
+
 #[derive(Debug, sqlx::FromRow)]
 pub struct StoredEvent {
     pub id: String,
@@ -45,21 +47,28 @@ pub async fn lock(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<Stor
     .await
 }
 
-/// Marks the event finished with `status` (`applied`, `ignored` or `stale`).
+/// Marks the event finished with `status` (`applied`, `ignored` or `stale`) and, in the same
+/// statement, writes the audit entries applying it produced.
 pub async fn finish(
     conn: &mut PgConnection,
     id: &str,
     status: &str,
     attempt: Option<u32>,
+    audit: &[AuditEntry],
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE webhook_events SET status = $2, applied_at = now(), updated_at = now(),
+        "WITH audit AS (
+             INSERT INTO audit_log (event_id, entity, entity_id, action, detail)
+             SELECT $1, a.entity, a.entity_id, a.action, a.detail
+               FROM jsonb_to_recordset($4) AS a(entity text, entity_id text, action text, detail jsonb))
+         UPDATE webhook_events SET status = $2, applied_at = now(), updated_at = now(),
                 attempts = coalesce($3, attempts + 1)
           WHERE id = $1",
     )
     .bind(id)
     .bind(status)
     .bind(attempt.map(|a| a as i32))
+    .bind(sqlx::types::Json(audit))
     .execute(conn)
     .await?;
     Ok(())

@@ -7,7 +7,6 @@ use sqlx::PgConnection;
 use super::order::{self, Keys, NewOrder};
 use super::version::{self, Table};
 use super::{Applied, Context, Event, fields};
-use crate::audit;
 use crate::runner::JobError;
 
 pub async fn apply(
@@ -70,15 +69,12 @@ pub async fn apply(
     if written.is_none() {
         return Ok(Applied::Stale);
     }
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "checkout_session",
         id,
         "upserted",
         json!({ "type": event.event_type, "status": status, "fetched": write.fetched }),
-    )
-    .await?;
+    );
 
     // One lock per order, whichever object's event reached it (see order.rs).
     super::lock_key(conn, payment_intent.unwrap_or(id)).await?;
@@ -101,7 +97,7 @@ pub async fn apply(
             order::create(conn, event, &new).await?
         }
         None => {
-            order::not_found(conn, event, id, &keys).await?;
+            order::not_found(event, id, &keys);
             return Ok(Applied::Applied);
         }
     };

@@ -4,7 +4,6 @@ use sqlx::PgConnection;
 
 use super::version::{self, Table};
 use super::{Applied, Context, Event, fields};
-use crate::audit;
 use crate::runner::JobError;
 
 pub async fn apply(
@@ -51,14 +50,11 @@ pub async fn apply(
         return Ok(Applied::Stale);
     }
     let action = if deleted { "deleted" } else { "upserted" };
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "customer",
         id,
         action,
         serde_json::json!({ "type": event.event_type, "fetched": write.fetched }),
-    )
-    .await?;
+    );
     Ok(Applied::Applied)
 }

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use super::ledger::{self, Entry};
 use super::version::{self, Table};
 use super::{Applied, Context, Event, fields};
-use crate::audit;
 use crate::dunning::Failure;
 use crate::email::Template;
 use crate::runner::JobError;
@@ -85,16 +84,13 @@ pub async fn apply(
     if written.is_none() {
         return Ok(Applied::Stale);
     }
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "invoice",
         id,
         "upserted",
         json!({ "type": event.event_type, "status": status, "subscription": subscription,
                 "fetched": write.fetched }),
-    )
-    .await?;
+    );
 
     if event.event_type == "invoice.payment_failed"
         && status != Some("paid")
@@ -146,15 +142,12 @@ pub async fn apply(
         )
         .await?
         {
-            audit::record(
-                conn,
-                &event.id,
+            event.audit(
                 "ledger",
                 customer,
                 "invoice_credit",
                 json!({ "invoice": id, "amount_paid": amount_paid, "currency": currency }),
-            )
-            .await?;
+            );
         }
     }
     Ok(Applied::Applied)

@@ -14,10 +14,13 @@ pub mod settings;
 pub mod subscription;
 pub mod version;
 
+use std::sync::{Mutex, PoisonError};
+
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 
+use crate::audit::AuditEntry;
 use crate::dunning::Dunning;
 use crate::email::{Mailer, NewEmail, Template};
 use crate::events::StoredEvent;
@@ -52,7 +55,7 @@ pub struct Context {
     pub dunning: Dunning,
 }
 
-/// The parts of a stored event handlers read.
+/// The parts of a stored event handlers read, and the audit entries applying it produced.
 #[derive(Debug, Deserialize)]
 pub struct Event {
     pub id: String,
@@ -62,6 +65,9 @@ pub struct Event {
     #[serde(default)]
     pub api_version: Option<String>,
     pub data: EventData,
+    /// Filled by [`Event::audit`], written by `events::finish`.
+    #[serde(skip)]
+    audit: Mutex<Vec<AuditEntry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +80,26 @@ impl Event {
         serde_json::from_slice(&stored.body).map_err(|e| {
             JobError::Permanent(anyhow::Error::new(e).context("the stored event cannot be read"))
         })
+    }
+
+    /// Records a state change applying this event made. The entries go to `audit_log` in the
+    /// statement that marks the event finished (`events::finish`): in the same transaction as
+    /// the change, without a round trip of their own.
+    pub fn audit(&self, entity: &str, entity_id: &str, action: &str, detail: Value) {
+        self.audit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AuditEntry {
+                entity: entity.to_owned(),
+                entity_id: entity_id.to_owned(),
+                action: action.to_owned(),
+                detail,
+            });
+    }
+
+    /// The audit entries recorded so far, in order; they are handed over once.
+    pub fn take_audit(&self) -> Vec<AuditEntry> {
+        std::mem::take(&mut *self.audit.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The Stripe object the event is about: events for one object are applied one at a time.

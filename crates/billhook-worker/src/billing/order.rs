@@ -17,7 +17,6 @@ use sqlx::PgConnection;
 
 use super::ledger::{self, Entry};
 use super::{Context, Event};
-use crate::audit;
 use crate::email::Template;
 use crate::runner::JobError;
 
@@ -94,38 +93,26 @@ pub async fn create(
     .bind(new.currency)
     .fetch_one(&mut *conn)
     .await?;
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "order",
         &id,
         "created_from_checkout",
         json!({ "session": new.session_id, "reference": new.reference }),
-    )
-    .await?;
+    );
     Ok(id)
 }
 
 /// Records that an event about an order found none. Not an error: there is nothing a retry
 /// would change.
-pub async fn not_found(
-    conn: &mut PgConnection,
-    event: &Event,
-    subject: &str,
-    keys: &Keys<'_>,
-) -> Result<(), JobError> {
+pub fn not_found(event: &Event, subject: &str, keys: &Keys<'_>) {
     tracing::warn!(subject, ?keys, "no order for this event; recorded");
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "order",
         subject,
         "not_found",
         json!({ "type": event.event_type, "session": keys.session_id,
                 "payment_intent": keys.payment_intent_id, "reference": keys.reference }),
-    )
-    .await?;
-    Ok(())
+    );
 }
 
 /// What the mirror says about an order's payment.
@@ -233,15 +220,12 @@ pub async fn reconcile(
     .execute(&mut *conn)
     .await?;
     if status != order.status {
-        audit::record(
-            conn,
-            &event.id,
+        event.audit(
             "order",
             &order.id,
             "status_changed",
             json!({ "from": order.status, "to": status }),
-        )
-        .await?;
+        );
     }
     let summary = json!({
         "order": order.id, "reference": order.reference, "checkout_ref": order.checkout_ref,

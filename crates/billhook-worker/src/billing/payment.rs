@@ -8,7 +8,6 @@ use super::ledger::{self, Entry};
 use super::order::{self, Keys};
 use super::version::{self, Table, Version};
 use super::{Applied, Context, Event, fields};
-use crate::audit;
 use crate::email::Template;
 use crate::runner::JobError;
 
@@ -55,16 +54,13 @@ pub async fn apply_payment_intent(
     {
         return Ok(Applied::Stale);
     }
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "payment",
         id,
         "upserted",
         json!({ "type": event.event_type, "status": status, "failure_code": failure_code,
                 "fetched": write.fetched }),
-    )
-    .await?;
+    );
     let keys = Keys {
         session_id: None,
         payment_intent_id: Some(id),
@@ -72,7 +68,7 @@ pub async fn apply_payment_intent(
     };
     match order::find(conn, &keys).await? {
         Some(order_id) => order::reconcile(conn, ctx, event, &order_id).await?,
-        None => order::not_found(conn, event, id, &keys).await?,
+        None => order::not_found(event, id, &keys),
     }
     let customer = fields::id_at(object, "customer");
     let currency = fields::required_str(object, "currency")?;
@@ -161,15 +157,10 @@ pub async fn apply_charge(
     for refund in refunds {
         upsert_refund(conn, event, id, payment_intent, refund).await?;
     }
-    audit::record(
-        conn,
-        &event.id,
-        "payment",
+    event.audit("payment",
         id,
         "refunded",
-        json!({ "amount_refunded": amount_refunded, "refunds": refunds.len(), "fetched": write.fetched }),
-    )
-    .await?;
+        json!({ "amount_refunded": amount_refunded, "refunds": refunds.len(), "fetched": write.fetched }));
 
     let amount = fields::required_i64(object, "amount")?;
     let data = json!({ "amount_refunded": amount_refunded, "currency": currency, "reference": id,
@@ -202,7 +193,7 @@ pub async fn apply_charge(
     match order::find(conn, &keys).await? {
         Some(order_id) => order::reconcile(conn, ctx, event, &order_id).await?,
         None => {
-            order::not_found(conn, event, id, &keys).await?;
+            order::not_found(event, id, &keys);
             return debit_without_order(conn, ctx, event, id, amount_refunded, currency).await;
         }
     }

@@ -4,7 +4,6 @@ use sqlx::PgConnection;
 
 use super::version::{self, Table};
 use super::{Applied, Context, Event, fields};
-use crate::audit;
 use crate::runner::JobError;
 
 pub async fn apply(
@@ -55,14 +54,11 @@ pub async fn apply(
     } else {
         "detached"
     };
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "payment_method",
         id,
         action,
         serde_json::json!({ "customer": customer, "fetched": write.fetched }),
-    )
-    .await?;
+    );
     Ok(Applied::Applied)
 }

@@ -7,7 +7,6 @@ use sqlx::PgConnection;
 
 use super::version::{self, Table, Version};
 use super::{Applied, Context, Event, fields};
-use crate::audit;
 use crate::email::Template;
 use crate::runner::JobError;
 
@@ -71,16 +70,13 @@ pub async fn apply(
         return Ok(Applied::Stale);
     }
     write_items(conn, id, object).await?;
-    audit::record(
-        conn,
-        &event.id,
+    event.audit(
         "subscription",
         id,
         "upserted",
         json!({ "type": event.event_type, "status": status, "previous_status": previous_status,
                 "fetched": write.fetched }),
-    )
-    .await?;
+    );
 
     if event.event_type != "customer.subscription.trial_will_end" {
         let notice = json!({
@@ -143,15 +139,12 @@ pub async fn apply(
     }
     let after = entitlements_of(conn, customer).await?;
     if before != after {
-        audit::record(
-            conn,
-            &event.id,
+        event.audit(
             "entitlements",
             customer,
             "changed",
             json!({ "before": before, "after": after }),
-        )
-        .await?;
+        );
         let data = json!({ "customer": customer, "entitlements": after });
         super::notify(conn, ctx, event, "entitlements.changed", &event.id, data).await?;
     }

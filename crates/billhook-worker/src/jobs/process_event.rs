@@ -56,7 +56,7 @@ impl JobKind for ProcessEventJob {
             Applied::Stale => "stale",
             Applied::Ignored => "ignored",
         };
-        events::finish(&mut tx, id, status, None).await?;
+        events::finish(&mut tx, id, status, None, &event.take_audit()).await?;
         tx.commit()
             .await
             .context("commit")
