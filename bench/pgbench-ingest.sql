@@ -1,13 +1,15 @@
 -- pgbench script: the database work billhook-receiver does for one new, handled event, and
 -- nothing else, as the ceiling the receiver is compared against (scripts/bench-receiver.sh).
 --
--- One transaction, the same two statements as crates/billhook-receiver/src/ingest.rs:
+-- One transaction per event, the same two statements as crates/billhook-receiver/src/ingest.rs
+-- makes for a batch of one (a lone request):
 --   1. INSERT INTO webhook_events … ON CONFLICT (id) DO NOTHING, with a real event body
 --      (bytea, a few KB, passed in as -D body=\x<hex>);
 --   2. INSERT INTO apalis.jobs through apalis-postgres 1.0.0's own push query
 --      (queries/task/sink.sql: one-element arrays, UNNEST), which fires apalis's NOTIFY trigger.
--- Round trips per event here: BEGIN, INSERT, INSERT, COMMIT (the receiver adds one: sqlx's
--- ping when it takes a connection from the pool).
+-- Round trips per event here: BEGIN, INSERT, INSERT, COMMIT. Under load the receiver puts the
+-- events of concurrent requests into one such transaction (multi-row INSERT, one push), so it
+-- can pass this figure.
 --
 -- Needs a database migrated by `billhook-worker migrate` and, because variables are sent as
 -- parameters, -M prepared (or extended):
