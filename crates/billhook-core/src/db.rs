@@ -24,6 +24,8 @@ fn apalis_migrator() -> Migrator {
 
 pub mod nodelay;
 
+static NODELAY_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Pool options shared by both binaries. The acquire timeout bounds how long a request can
 /// wait for a connection when PostgreSQL is down or the pool is exhausted. No ping before
 /// each use: it costs a round trip per request (measured: 2,860 → 3,140 tx/s in pgbench at 16
@@ -41,8 +43,12 @@ pub fn pool_options(settings: &DatabaseSettings, options: &PgConnectOptions) -> 
             let host = host.clone();
             Box::pin(async move {
                 if let Err(e) = nodelay::enable(&host, port).await {
-                    // Only latency suffers: the connection itself is fine.
-                    tracing::warn!(error = %e, "cannot set TCP_NODELAY on the PostgreSQL connection");
+                    // Only latency suffers: the connection itself is fine. Said once, not for
+                    // every connection (a container's seccomp profile may refuse pidfd_getfd).
+                    if !NODELAY_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(error = %e,
+                            "cannot set TCP_NODELAY on PostgreSQL connections: messages over 16 KiB on TLS connections may wait 40 ms");
+                    }
                 }
                 Ok(())
             })

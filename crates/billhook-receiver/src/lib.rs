@@ -62,6 +62,7 @@ impl Application {
     /// Binds both listeners around an existing pool (which may be lazy: nothing here touches
     /// the database) and starts the ingest writers on the current Tokio runtime.
     pub fn build_with_pool(settings: ReceiverSettings, pool: PgPool) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
         let ingest = IngestQueue::start(
             pool.clone(),
             WriterSettings {
@@ -69,6 +70,7 @@ impl Application {
                 max_batch: settings.ingest_max_batch as usize,
                 max_attempts: settings.process_event_max_attempts,
             },
+            metrics.clone(),
         );
         let state = web::Data::new(AppState {
             pool,
@@ -85,7 +87,7 @@ impl Application {
                 NonZeroU32::new(settings.reject_burst)
                     .context("BILLHOOK_REJECT_BURST must be at least 1")?,
             ),
-            metrics: Metrics::new(),
+            metrics,
         });
 
         let listener = TcpListener::bind(&settings.listen)

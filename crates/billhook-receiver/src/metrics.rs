@@ -2,7 +2,8 @@
 //! process never share counts.
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// What became of a request, as counted in `billhook_receiver_requests_total{outcome}`.
@@ -42,6 +43,7 @@ pub struct Metrics {
     signature_failures: IntCounterVec,
     ignored: IntCounterVec,
     ingest_seconds: HistogramVec,
+    batch_events: Histogram,
 }
 
 impl Metrics {
@@ -83,11 +85,20 @@ impl Metrics {
             &["outcome"],
         )
         .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let batch_events = Histogram::with_opts(
+            HistogramOpts::new(
+                "billhook_receiver_ingest_batch_events",
+                "Events written per ingest transaction (requests in flight stored together).",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(signature_failures.clone()),
             Box::new(ignored.clone()),
             Box::new(ingest_seconds.clone()),
+            Box::new(batch_events.clone()),
         ] {
             registry
                 .register(collector)
@@ -99,7 +110,13 @@ impl Metrics {
             signature_failures,
             ignored,
             ingest_seconds,
+            batch_events,
         }
+    }
+
+    /// An ingest transaction was written with `events` deliveries.
+    pub fn batch(&self, events: usize) {
+        self.batch_events.observe(events as f64);
     }
 
     pub fn observe(&self, outcome: Outcome, seconds: f64) {

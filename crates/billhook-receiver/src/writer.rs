@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::ingest::{self, Delivery, IngestError, Stored};
+use crate::metrics::Metrics;
 
 /// How the writers are set up.
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +44,8 @@ pub struct IngestQueue {
 }
 
 impl IngestQueue {
-    /// Starts the writers on the current Tokio runtime.
-    pub fn start(pool: PgPool, settings: WriterSettings) -> Self {
+    /// Starts the writers on the current Tokio runtime; each batch's size goes to `metrics`.
+    pub fn start(pool: PgPool, settings: WriterSettings, metrics: Metrics) -> Self {
         let writers = settings.writers.max(1);
         let max_batch = settings.max_batch.max(1);
         let (sender, receiver) = mpsc::channel(writers * max_batch);
@@ -55,6 +56,7 @@ impl IngestQueue {
                 Arc::clone(&receiver),
                 max_batch,
                 settings.max_attempts,
+                metrics.clone(),
             ));
         }
         Self { sender }
@@ -78,6 +80,7 @@ async fn write_loop(
     receiver: Arc<Mutex<mpsc::Receiver<Pending>>>,
     max_batch: usize,
     max_attempts: u32,
+    metrics: Metrics,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     loop {
@@ -87,6 +90,7 @@ async fn write_loop(
         }
         batch.retain(|p: &Pending| !p.reply.is_closed());
         if !batch.is_empty() {
+            metrics.batch(batch.len());
             write(&pool, std::mem::take(&mut batch), max_attempts).await;
         }
     }

@@ -5,6 +5,7 @@
 use billhook_core::jobs;
 use billhook_core::stripe::{Envelope, Verified, event_types};
 use billhook_receiver::ingest::{self, Delivery, Stored};
+use billhook_receiver::metrics::Metrics;
 use billhook_receiver::writer::{IngestQueue, WriterSettings};
 use billhook_testkit::TestDatabase;
 use billhook_testkit::fixtures::{self, ApiShape};
@@ -99,6 +100,7 @@ async fn a_batch_of_duplicates_only_writes_nothing() {
 #[tokio::test]
 async fn requests_in_flight_together_are_stored_in_one_transaction() {
     let db = TestDatabase::new().await;
+    let metrics = Metrics::new();
     let queue = IngestQueue::start(
         db.pool.clone(),
         WriterSettings {
@@ -106,6 +108,7 @@ async fn requests_in_flight_together_are_stored_in_one_transaction() {
             max_batch: 64,
             max_attempts: 5,
         },
+        metrics.clone(),
     );
     let events: Vec<Value> = (0..10).map(|_| event("customer.created")).collect();
 
@@ -124,6 +127,12 @@ async fn requests_in_flight_together_are_stored_in_one_transaction() {
             .expect("count");
     assert_eq!(transactions, 1);
     assert_eq!(db.count("apalis.jobs").await, 10);
+    let text = metrics.render();
+    assert!(
+        text.contains("billhook_receiver_ingest_batch_events_count 1\n")
+            && text.contains("billhook_receiver_ingest_batch_events_sum 10\n"),
+        "one batch of ten in the metrics: {text}"
+    );
 }
 
 #[tokio::test]
@@ -148,6 +157,7 @@ async fn a_delivery_postgresql_refuses_does_not_fail_the_others_in_its_batch() {
             max_batch: 64,
             max_attempts: 5,
         },
+        Metrics::new(),
     );
     let mut events: Vec<Value> = (0..6).map(|_| event("customer.created")).collect();
     events.insert(3, poisoned.clone());
@@ -182,6 +192,7 @@ async fn a_request_that_gave_up_before_its_batch_was_written_stores_nothing() {
             max_batch: 64,
             max_attempts: 5,
         },
+        Metrics::new(),
     );
     let withdrawn = event("customer.created");
     let kept = event("customer.created");
