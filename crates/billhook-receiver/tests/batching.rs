@@ -36,6 +36,20 @@ fn id_of(event: &Value) -> String {
     event["id"].as_str().expect("id").to_owned()
 }
 
+/// A queue with one writer: on the single-threaded test runtime, every delivery queued before
+/// the test yields is written in one batch.
+fn one_writer(db: &TestDatabase, metrics: &Metrics) -> IngestQueue {
+    IngestQueue::start(
+        db.pool.clone(),
+        WriterSettings {
+            writers: 1,
+            max_batch: 64,
+            max_attempts: 5,
+        },
+        metrics.clone(),
+    )
+}
+
 async fn job_keys(db: &TestDatabase) -> Vec<String> {
     sqlx::query_scalar("SELECT idempotency_key FROM apalis.jobs ORDER BY idempotency_key")
         .fetch_all(&db.pool)
@@ -101,15 +115,7 @@ async fn a_batch_of_duplicates_only_writes_nothing() {
 async fn requests_in_flight_together_are_stored_in_one_transaction() {
     let db = TestDatabase::new().await;
     let metrics = Metrics::new();
-    let queue = IngestQueue::start(
-        db.pool.clone(),
-        WriterSettings {
-            writers: 1,
-            max_batch: 64,
-            max_attempts: 5,
-        },
-        metrics.clone(),
-    );
+    let queue = one_writer(&db, &metrics);
     let events: Vec<Value> = (0..10).map(|_| event("customer.created")).collect();
 
     let stored =
@@ -150,15 +156,7 @@ async fn a_delivery_postgresql_refuses_does_not_fail_the_others_in_its_batch() {
     .execute(&db.pool)
     .await
     .expect("install the refusing trigger");
-    let queue = IngestQueue::start(
-        db.pool.clone(),
-        WriterSettings {
-            writers: 1,
-            max_batch: 64,
-            max_attempts: 5,
-        },
-        Metrics::new(),
-    );
+    let queue = one_writer(&db, &Metrics::new());
     let mut events: Vec<Value> = (0..6).map(|_| event("customer.created")).collect();
     events.insert(3, poisoned.clone());
 
@@ -185,15 +183,7 @@ async fn a_delivery_postgresql_refuses_does_not_fail_the_others_in_its_batch() {
 #[tokio::test]
 async fn a_request_that_gave_up_before_its_batch_was_written_stores_nothing() {
     let db = TestDatabase::new().await;
-    let queue = IngestQueue::start(
-        db.pool.clone(),
-        WriterSettings {
-            writers: 1,
-            max_batch: 64,
-            max_attempts: 5,
-        },
-        Metrics::new(),
-    );
+    let queue = one_writer(&db, &Metrics::new());
     let withdrawn = event("customer.created");
     let kept = event("customer.created");
 
