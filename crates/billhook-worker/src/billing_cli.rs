@@ -25,6 +25,10 @@ pub enum LedgerCommand {
         /// Who (default: $USER).
         #[arg(long, env = "USER")]
         by: Option<String>,
+        /// Makes the adjustment happen once: run again with the same key, it changes nothing.
+        /// Scripts that may retry should pass one (a ticket number, say).
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Balances, one line per account and unit (--customer: one account).
     Balance {
@@ -62,23 +66,36 @@ pub async fn ledger(pool: &PgPool, command: LedgerCommand) -> anyhow::Result<()>
             unit,
             reason,
             by,
+            key,
         } => {
             anyhow::ensure!(amount != 0, "--amount must not be 0");
             anyhow::ensure!(!reason.trim().is_empty(), "--reason must say why");
             let by = by.unwrap_or_else(|| "unknown".to_owned());
+            anyhow::ensure!(
+                key.as_deref().is_none_or(|k| !k.trim().is_empty()),
+                "--key must not be empty"
+            );
             let mut tx = pool.begin().await?;
-            let id = ledger::adjust(
+            let adjusted = ledger::adjust(
                 &mut tx,
                 &customer,
                 amount,
                 &unit.to_ascii_lowercase(),
                 &reason,
                 &by,
+                key.as_deref(),
             )
             .await
             .context("the entry was not added")?;
             tx.commit().await?;
-            println!("added ledger entry {id}: {amount} {unit} for {customer} ({reason})");
+            match adjusted {
+                ledger::Adjusted::Added(id) => {
+                    println!("added ledger entry {id}: {amount} {unit} for {customer} ({reason})");
+                }
+                ledger::Adjusted::AlreadyAdded(id) => {
+                    println!("ledger entry {id} was added with this key before; nothing changed");
+                }
+            }
             print_balances(pool, Some(&customer)).await
         }
         LedgerCommand::Balance { customer } => print_balances(pool, customer.as_deref()).await,

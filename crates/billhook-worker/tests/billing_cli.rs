@@ -180,3 +180,66 @@ async fn dunning_runs_are_listed_and_shown_with_their_emails() {
     assert_eq!(run["emails"].as_array().map(Vec::len), Some(1), "{run}");
     assert!(!worker(&db, &["dunning", "show", "in_9"]).status.success());
 }
+
+/// `ledger adjust` with `amount` and `key`, by ana.
+fn adjust_with_key(db: &TestDatabase, amount: &str, key: &str) -> Output {
+    worker(
+        db,
+        &[
+            "ledger",
+            "adjust",
+            "--customer",
+            CUSTOMER,
+            "--amount",
+            amount,
+            "--unit",
+            "usd",
+            "--reason",
+            "ticket 42",
+            "--by",
+            "ana",
+            "--key",
+            key,
+        ],
+    )
+}
+
+#[tokio::test]
+async fn an_adjustment_with_a_key_is_added_once() {
+    let db = TestDatabase::new().await;
+
+    let first = adjust_with_key(&db, "500", "ticket-42");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stdout(&first).contains("added ledger entry"),
+        "{}",
+        stdout(&first)
+    );
+
+    // A retried script: the same adjustment again changes nothing.
+    let again = adjust_with_key(&db, "500", "ticket-42");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing changed"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(stdout(&again).contains(&format!("{CUSTOMER} 500 usd")));
+
+    // The same key for a different adjustment is refused, and changes nothing either.
+    let other = adjust_with_key(&db, "600", "ticket-42");
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other).contains("was used for a different adjustment"),
+        "{}",
+        stderr(&other)
+    );
+    let empty = adjust_with_key(&db, "500", " ");
+    assert!(!empty.status.success(), "an empty key is refused");
+
+    assert_eq!(db.count("ledger_entries").await, 1);
+    assert_eq!(db.count("audit_log").await, 1);
+    let second = adjust_with_key(&db, "500", "ticket-43");
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(db.count("ledger_entries").await, 2, "another key adds");
+}

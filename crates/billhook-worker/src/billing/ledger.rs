@@ -142,7 +142,18 @@ pub async fn debit_refunds(
     Ok(step)
 }
 
-/// A manual entry (`billhook-worker ledger adjust`): positive credits, negative debits.
+/// What `adjust` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adjusted {
+    /// A new entry, with its id.
+    Added(i64),
+    /// The key's entry existed already, the same in every way: nothing changed.
+    AlreadyAdded(i64),
+}
+
+/// A manual entry, recorded with who and why. With `key` it is added once: running the same
+/// adjustment again (a retried script, a command whose output was lost) changes nothing, and
+/// the same key for a different adjustment is refused. Without a key every call adds one.
 pub async fn adjust(
     conn: &mut PgConnection,
     customer_id: &str,
@@ -150,11 +161,16 @@ pub async fn adjust(
     unit: &str,
     reason: &str,
     by: &str,
-) -> anyhow::Result<i64> {
-    let source = format!("manual:{}", ulid::Ulid::generate());
-    let id: i64 = sqlx::query_scalar(
+    key: Option<&str>,
+) -> anyhow::Result<Adjusted> {
+    let source = match key {
+        Some(key) => format!("manual:key:{key}"),
+        None => format!("manual:{}", ulid::Ulid::generate()),
+    };
+    let added: Option<i64> = sqlx::query_scalar(
         "INSERT INTO ledger_entries (customer_id, kind, source, amount, unit, reason, created_by)
-         VALUES ($1, 'manual', $2, $3, $4, $5, $6) RETURNING id",
+         VALUES ($1, 'manual', $2, $3, $4, $5, $6)
+         ON CONFLICT (source, kind) DO NOTHING RETURNING id",
     )
     .bind(customer_id)
     .bind(&source)
@@ -162,18 +178,35 @@ pub async fn adjust(
     .bind(unit)
     .bind(reason)
     .bind(by)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let Some(id) = added else {
+        let (id, same_customer, same_amount, same_unit): (i64, String, i64, String) =
+            sqlx::query_as(
+                "SELECT id, customer_id, amount, unit FROM ledger_entries
+                  WHERE source = $1 AND kind = 'manual'",
+            )
+            .bind(&source)
+            .fetch_one(&mut *conn)
+            .await?;
+        anyhow::ensure!(
+            (same_customer.as_str(), same_amount, same_unit.as_str())
+                == (customer_id, amount, unit),
+            "--key {} was used for a different adjustment (entry {id}: {same_amount} {same_unit} for {same_customer}); nothing changed",
+            key.unwrap_or_default()
+        );
+        return Ok(Adjusted::AlreadyAdded(id));
+    };
     crate::audit::record_by(
         conn,
         by,
         "ledger",
         customer_id,
         "manual_entry",
-        serde_json::json!({ "entry": id, "amount": amount, "unit": unit, "reason": reason }),
+        serde_json::json!({ "entry": id, "amount": amount, "unit": unit, "reason": reason, "key": key }),
     )
     .await?;
-    Ok(id)
+    Ok(Adjusted::Added(id))
 }
 
 #[cfg(test)]
