@@ -22,7 +22,10 @@ pub fn context() -> Context {
         outbox: Outbox::disabled(),
         ledger: LedgerRule::MinorUnits,
         stripe: None,
-        mailer: Mailer { max_attempts: 5 },
+        mailer: Mailer {
+            max_attempts: 5,
+            payment_failed_hold: std::time::Duration::from_secs(120),
+        },
         dunning: Dunning {
             schedule: DunningSettings::default().schedule,
             max_attempts: 5,

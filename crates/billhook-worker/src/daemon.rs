@@ -58,6 +58,7 @@ impl Daemon {
         let stripe = settings.billing.stripe_api()?;
         let mailer = Mailer {
             max_attempts: settings.email.max_attempts,
+            payment_failed_hold: settings.email.payment_failed_hold,
         };
         let dunning = Dunning {
             schedule: settings.dunning.schedule.clone(),

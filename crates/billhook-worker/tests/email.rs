@@ -32,13 +32,17 @@ async fn enqueue_with(
     max_attempts: u32,
 ) {
     let mut tx = pool.begin().await.expect("begin");
-    let mailer = Mailer { max_attempts };
+    let mailer = Mailer {
+        max_attempts,
+        payment_failed_hold: std::time::Duration::ZERO,
+    };
     let email = NewEmail {
         template,
         source,
         recipient: to,
         event_id: None,
         data,
+        send_after: None,
     };
     assert!(mailer.enqueue(&mut tx, email).await.expect("enqueue"));
     tx.commit().await.expect("commit");

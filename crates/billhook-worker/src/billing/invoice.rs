@@ -91,6 +91,20 @@ pub async fn apply(
         json!({ "type": event.event_type, "status": status, "subscription": subscription,
                 "fetched": write.fetched }),
     );
+    if let Some(payment_intent) = fields::invoice_payment_intent(object)
+        && subscription.is_some()
+    {
+        // Its payment's failure email, held because the PaymentIntent could not say it paid an
+        // invoice: the invoice says so now, and its dunning tells the customer instead.
+        for email in crate::email::withdraw_payment_failed(conn, payment_intent).await? {
+            event.audit(
+                "email",
+                &email,
+                "withdrawn",
+                json!({ "payment_intent": payment_intent, "invoice": id }),
+            );
+        }
+    }
 
     if event.event_type == "invoice.payment_failed"
         && status != Some("paid")
@@ -122,6 +136,7 @@ pub async fn apply(
                     customer: Some(customer),
                     recipient: None,
                     data,
+                    send_after: None,
                 },
             )
             .await?;

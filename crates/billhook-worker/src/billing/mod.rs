@@ -185,6 +185,8 @@ pub struct Outgoing<'a> {
     pub recipient: Option<&'a str>,
     /// The template's variables.
     pub data: Value,
+    /// Held until then (see `Mailer::payment_failed_hold`); `None`: sent at once.
+    pub send_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Enqueues an email to the customer about `event`, once per (source, template). The recipient
@@ -203,6 +205,7 @@ pub async fn email(
         customer,
         recipient,
         mut data,
+        send_after,
     } = out;
     let known: Option<(Option<String>, Option<String>)> =
         sqlx::query_as("SELECT email, name FROM customers WHERE id = $1")
@@ -230,6 +233,7 @@ pub async fn email(
                 recipient: recipient.as_deref(),
                 event_id: Some(&event.id),
                 data,
+                send_after,
             },
         )
         .await

@@ -272,6 +272,7 @@ pub async fn reconcile(
                 customer: customer.as_deref(),
                 recipient: email.as_deref(),
                 data,
+                send_after: None,
             },
         )
         .await?;

@@ -86,11 +86,18 @@ pub async fn apply_payment_intent(
                 customer,
                 recipient: None,
                 data,
+                send_after: None,
             },
         )
         .await?;
     } else if !pays_an_invoice(conn, object, id).await? {
-        // An invoice's failed payment is dunning's to tell (its day-0 email).
+        // An invoice's failed payment is dunning's to tell (its day-0 email). From 2025-03-31 a
+        // PaymentIntent does not say whether it pays one (no `invoice` field): the email then
+        // waits, and the invoice's failure, if it comes meanwhile, withdraws it.
+        let send_after = object
+            .get("invoice")
+            .is_none()
+            .then(|| chrono::Utc::now() + ctx.mailer.payment_failed_hold);
         let data = json!({ "amount": fields::i64_at(object, "amount"), "currency": currency,
                            "reference": id, "failure_reason": failure_message.or(failure_code),
                            "description": fields::str_at(object, "description") });
@@ -104,6 +111,7 @@ pub async fn apply_payment_intent(
                 customer,
                 recipient: None,
                 data,
+                send_after,
             },
         )
         .await?;
@@ -177,6 +185,7 @@ pub async fn apply_charge(
             customer,
             recipient: None,
             data,
+            send_after: None,
         },
     )
     .await?;

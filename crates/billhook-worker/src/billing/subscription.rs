@@ -114,6 +114,7 @@ pub async fn apply(
                     customer: Some(customer),
                     recipient: None,
                     data,
+                    send_after: None,
                 },
             )
             .await?;
@@ -131,6 +132,7 @@ pub async fn apply(
                     customer: Some(customer),
                     recipient: None,
                     data,
+                    send_after: None,
                 },
             )
             .await?;

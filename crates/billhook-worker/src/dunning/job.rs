@@ -270,6 +270,7 @@ impl DunningStepJob {
                     recipient: recipient.as_deref(),
                     event_id: None,
                     data,
+                    send_after: None,
                 },
             )
             .await?;
@@ -326,6 +327,7 @@ impl DunningStepJob {
                     recipient: recipient.as_deref(),
                     event_id: None,
                     data,
+                    send_after: None,
                 },
             )
             .await?;

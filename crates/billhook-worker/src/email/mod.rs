@@ -15,6 +15,7 @@ pub mod templates;
 pub mod transport;
 
 use billhook_core::jobs::{SEND_EMAIL_QUEUE, push_job};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
@@ -43,12 +44,17 @@ pub struct NewEmail<'a> {
     pub event_id: Option<&'a str>,
     /// The template's variables.
     pub data: Value,
+    /// Not sent before this time (`None`: at once). It can be withdrawn meanwhile
+    /// ([`withdraw_payment_failed`]).
+    pub send_after: Option<DateTime<Utc>>,
 }
 
 /// Writes emails and their jobs. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Mailer {
     pub max_attempts: u32,
+    /// `BILLHOOK_EMAIL_PAYMENT_FAILED_HOLD`.
+    pub payment_failed_hold: std::time::Duration,
 }
 
 impl Mailer {
@@ -92,7 +98,34 @@ impl Mailer {
             email_id: id.clone(),
             event_id: email.event_id.map(str::to_owned),
         };
-        push_job(conn, SEND_EMAIL_QUEUE, &args, &id, self.max_attempts, None).await?;
+        push_job(
+            conn,
+            SEND_EMAIL_QUEUE,
+            &args,
+            &id,
+            self.max_attempts,
+            email.send_after,
+        )
+        .await?;
         Ok(true)
     }
+}
+
+/// Withdraws the emails about the failed payment `payment_intent` that are still waiting
+/// (`NewEmail::send_after`): the invoice it paid has turned up, and that invoice's dunning run
+/// tells the customer. Returns the ids of the emails withdrawn (now `skipped`).
+pub async fn withdraw_payment_failed(
+    conn: &mut PgConnection,
+    payment_intent: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "UPDATE emails SET status = 'skipped',
+                last_error = 'withdrawn: the payment belongs to an invoice, whose dunning tells the customer'
+          WHERE template = $1 AND status = 'pending' AND data->>'reference' = $2
+         RETURNING id",
+    )
+    .bind(Template::PaymentFailed.name())
+    .bind(payment_intent)
+    .fetch_all(conn)
+    .await
 }

@@ -89,6 +89,15 @@ pub struct EmailSettings {
     #[arg(id = "email_max_attempts", long = "email-max-attempts", env = "BILLHOOK_EMAIL_MAX_ATTEMPTS", default_value_t = 12,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
+
+    /// How long the email about a failed payment waits when the payment may belong to an
+    /// invoice (API versions from 2025-03-31 no longer name it on the PaymentIntent). If the
+    /// invoice's failure arrives meanwhile, its dunning run tells the customer and this email is
+    /// withdrawn, so the customer hears once. `0s` sends at once.
+    #[arg(id = "email_payment_failed_hold", long = "email-payment-failed-hold",
+          env = "BILLHOOK_EMAIL_PAYMENT_FAILED_HOLD", default_value = "2m",
+          value_parser = humantime::parse_duration)]
+    pub payment_failed_hold: Duration,
 }
 
 impl std::fmt::Debug for EmailSettings {
@@ -107,6 +116,7 @@ impl std::fmt::Debug for EmailSettings {
             .field("dir", &self.dir)
             .field("templates", &self.templates)
             .field("max_attempts", &self.max_attempts)
+            .field("payment_failed_hold", &self.payment_failed_hold)
             .finish()
     }
 }
@@ -125,6 +135,7 @@ impl Default for EmailSettings {
             dir: PathBuf::from("mail"),
             templates: None,
             max_attempts: 12,
+            payment_failed_hold: Duration::from_secs(120),
         }
     }
 }
