@@ -122,6 +122,7 @@ pub async fn withdraw_payment_failed(
         "UPDATE emails SET status = 'skipped',
                 last_error = 'withdrawn: the payment belongs to an invoice, whose dunning tells the customer'
           WHERE template = $1 AND status = 'pending' AND data->>'reference' = $2
+            AND event_id IS NOT NULL -- an event's email, never one of dunning's own steps
          RETURNING id",
     )
     .bind(Template::PaymentFailed.name())
