@@ -3,7 +3,9 @@ each one to DIR as NNNNNN.eml (raw) and NNNNNN.json (envelope, headers, decoded 
 parts). Python 3 standard library only (asyncio and email), so it runs on any Python 3.8+.
 
 It speaks the part of RFC 5321 a client needs: EHLO/HELO, MAIL, RCPT, DATA (with dot
-unstuffing), RSET, NOOP, QUIT. No TLS and no AUTH: tests connect with TLS off.
+unstuffing), RSET, NOOP, QUIT. No TLS and no AUTH: tests connect with TLS off. Like a real
+server it refuses a mailbox it does not have, for every address in the reserved `.invalid`
+domain (RFC 2606): `550 5.1.1`, a permanent failure.
 
 usage: python3 sink.py PORT DIR
 """
@@ -69,8 +71,12 @@ class Sink:
                 mail_from, rcpt_to = command.split(":", 1)[1].strip().split(" ")[0].strip("<>"), []
                 reply("250 OK")
             elif verb == "RCPT":
-                rcpt_to.append(command.split(":", 1)[1].strip().split(" ")[0].strip("<>"))
-                reply("250 OK")
+                recipient = command.split(":", 1)[1].strip().split(" ")[0].strip("<>")
+                if recipient.lower().endswith(".invalid"):
+                    reply("550 5.1.1 <%s>: mailbox unavailable" % recipient)
+                else:
+                    rcpt_to.append(recipient)
+                    reply("250 OK")
             elif verb == "DATA":
                 reply("354 End data with <CR><LF>.<CR><LF>")
                 await writer.drain()

@@ -306,3 +306,36 @@ async fn an_email_without_a_recipient_is_recorded_as_skipped() {
     assert_eq!(db.count("emails WHERE status = 'skipped'").await, 1);
     assert_eq!(db.count("apalis.jobs").await, 0);
 }
+
+#[tokio::test]
+async fn a_recipient_the_server_refuses_is_dead_lettered_at_once() {
+    let db = TestDatabase::new().await;
+    let sink = SmtpSink::start().await;
+    let worker = TestWorker::spawn_with(&db.pool, settings_with_smtp(sink.port)).await;
+    // The sink, like a real server, has no mailbox in the reserved .invalid domain: 550.
+    enqueue(
+        &db.pool,
+        Template::PaymentReceipt,
+        "pi_1",
+        Some("jenny@example.invalid"),
+        data(),
+    )
+    .await;
+
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM dead_letters WHERE kind = 'send_email' AND attempts = 1",
+        1,
+        WAIT,
+    )
+    .await;
+    worker.stop().await.expect("clean stop");
+    let (status, attempts, error): (String, i32, String) =
+        sqlx::query_as("SELECT status, attempts, last_error FROM emails")
+            .fetch_one(&db.pool)
+            .await
+            .expect("the email");
+    assert_eq!((status.as_str(), attempts), ("dead", 1), "{error}");
+    assert!(error.contains("mailbox unavailable"), "{error}");
+    assert!(sink.messages().is_empty());
+}

@@ -1,8 +1,9 @@
 //! Send one stored email: render its template, hand it to the transport, mark it sent.
 //!
-//! No transaction is held across the SMTP conversation. A template that does not render or a
-//! recipient that is not an address is a permanent failure (dead letter; fix, then requeue);
-//! anything the server or the network does is retried.
+//! No transaction is held across the SMTP conversation. A template that does not render, a
+//! recipient that is not an address, or a permanent refusal by the SMTP server (5xx: no such
+//! mailbox, say) is a permanent failure (dead letter at once; fix, then requeue); anything
+//! else the server or the network does is retried.
 
 use std::path::PathBuf;
 
@@ -107,7 +108,11 @@ impl JobKind for SendEmailJob {
                 .bind(format!("{error:#}"))
                 .execute(&self.pool)
                 .await?;
-                Err(JobError::Retryable(error))
+                if refused_for_good(&error) {
+                    Err(JobError::Permanent(error))
+                } else {
+                    Err(JobError::Retryable(error))
+                }
             }
         }
     }
@@ -131,4 +136,13 @@ impl JobKind for SendEmailJob {
         }
         Ok(())
     }
+}
+
+/// The SMTP server answered 5xx: the same message would be refused again.
+fn refused_for_good(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<lettre::transport::smtp::Error>()
+            .is_some_and(lettre::transport::smtp::Error::is_permanent)
+    })
 }
