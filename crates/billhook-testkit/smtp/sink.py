@@ -3,12 +3,14 @@ each one to DIR as NNNNNN.eml (raw) and NNNNNN.json (envelope, headers, decoded 
 parts). Python 3 standard library only (asyncio and email), so it runs on any Python 3.8+.
 
 It speaks the part of RFC 5321 a client needs: EHLO/HELO, MAIL, RCPT, DATA (with dot
-unstuffing), RSET, NOOP, QUIT. No TLS and no AUTH: tests connect with TLS off. Like a real
+unstuffing), RSET, NOOP, QUIT, and AUTH PLAIN when started with USER:PASSWORD (then MAIL
+needs it first: 530; wrong credentials: 535). No TLS: tests connect with TLS off. Like a real
 server it refuses a mailbox it does not have, for every address in the reserved `.invalid`
 domain (RFC 2606): `550 5.1.1`, a permanent failure.
 
-usage: python3 sink.py PORT DIR
+usage: python3 sink.py PORT DIR [USER:PASSWORD]
 """
+import base64
 import asyncio
 import email
 import email.policy
@@ -18,11 +20,12 @@ import sys
 
 
 class Sink:
-    def __init__(self, directory):
+    def __init__(self, directory, credentials=None):
         self.directory = directory
+        self.credentials = credentials
         self.count = 0
 
-    def store(self, mail_from, rcpt_to, data):
+    def store(self, mail_from, rcpt_to, data, user):
         self.count += 1
         stem = os.path.join(self.directory, "%06d" % self.count)
         with open(stem + ".eml", "wb") as f:
@@ -34,6 +37,7 @@ class Sink:
                 parts[part.get_content_type()] = part.get_content()
         summary = {
             "mail_from": mail_from,
+            "auth_user": user,
             "rcpt_to": rcpt_to,
             "from": str(message["From"]),
             "to": str(message["To"]),
@@ -53,7 +57,7 @@ class Sink:
         def reply(line):
             writer.write((line + "\r\n").encode())
 
-        mail_from, rcpt_to = None, []
+        mail_from, rcpt_to, user = None, [], None
         reply("220 billhook-test-sink ESMTP")
         while True:
             await writer.drain()
@@ -66,7 +70,23 @@ class Sink:
                 reply("250-billhook-test-sink" if verb == "EHLO" else "250 billhook-test-sink")
                 if verb == "EHLO":
                     reply("250-8BITMIME")
+                    if self.credentials:
+                        reply("250-AUTH PLAIN")
                     reply("250 SMTPUTF8")
+            elif verb == "AUTH":
+                parts = command.split(" ")
+                if len(parts) == 3 and parts[1].upper() == "PLAIN":
+                    fields = base64.b64decode(parts[2]).split(b"\0")
+                    given = (fields[1].decode(), fields[2].decode()) if len(fields) == 3 else None
+                    if self.credentials and given == self.credentials:
+                        user = given[0]
+                        reply("235 2.7.0 Authentication successful")
+                    else:
+                        reply("535 5.7.8 Authentication credentials invalid")
+                else:
+                    reply("504 5.5.4 Unrecognized authentication type")
+            elif verb == "MAIL" and self.credentials and user is None:
+                reply("530 5.7.0 Authentication required")
             elif verb == "MAIL":
                 mail_from, rcpt_to = command.split(":", 1)[1].strip().split(" ")[0].strip("<>"), []
                 reply("250 OK")
@@ -88,7 +108,7 @@ class Sink:
                     if data_line.startswith(b".."):
                         data_line = data_line[1:]
                     lines.append(data_line)
-                self.store(mail_from, rcpt_to, b"".join(lines))
+                self.store(mail_from, rcpt_to, b"".join(lines), user)
                 reply("250 OK: queued as %06d" % self.count)
                 mail_from, rcpt_to = None, []
             elif verb == "RSET":
@@ -105,9 +125,9 @@ class Sink:
         writer.close()
 
 
-async def main(port, directory):
+async def main(port, directory, credentials):
     os.makedirs(directory, exist_ok=True)
-    sink = Sink(directory)
+    sink = Sink(directory, credentials)
     server = await asyncio.start_server(sink.session, "127.0.0.1", port)
     print("ready", flush=True)
     async with server:
@@ -115,4 +135,5 @@ async def main(port, directory):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    credentials = tuple(sys.argv[3].split(":", 1)) if len(sys.argv) > 3 else None
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], credentials))

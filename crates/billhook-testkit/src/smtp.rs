@@ -36,12 +36,22 @@ impl SmtpSink {
 
     /// Starts the server on `port` (e.g. one a worker has been failing to reach).
     pub async fn start_on(port: u16) -> Self {
+        Self::launch(port, None).await
+    }
+
+    /// Starts a server that requires AUTH PLAIN with `user` and `password` before MAIL.
+    pub async fn start_with_auth(user: &str, password: &str) -> Self {
+        Self::launch(free_port(), Some(format!("{user}:{password}"))).await
+    }
+
+    async fn launch(port: u16, credentials: Option<String>) -> Self {
         let dir = std::env::temp_dir().join(format!("billhook-smtp-{}", ulid::Ulid::generate()));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/smtp/sink.py");
         let child = Command::new("python3")
             .arg(script)
             .arg(port.to_string())
             .arg(&dir)
+            .args(credentials)
             .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start the SMTP sink (python3 {script}): {e}"));

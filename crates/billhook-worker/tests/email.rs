@@ -339,3 +339,45 @@ async fn a_recipient_the_server_refuses_is_dead_lettered_at_once() {
     assert!(error.contains("mailbox unavailable"), "{error}");
     assert!(sink.messages().is_empty());
 }
+
+#[tokio::test]
+async fn smtp_credentials_are_used_and_refused_ones_dead_letter_the_email() {
+    for (password, accepted) in [("s3cret-pass", true), ("wrong-pass", false)] {
+        let db = TestDatabase::new().await;
+        let sink = SmtpSink::start_with_auth("billhook", "s3cret-pass").await;
+        let mut settings = settings_with_smtp(sink.port);
+        settings.email.smtp_username = Some("billhook".into());
+        settings.email.smtp_password = Some(secrecy::SecretString::from(password));
+        let worker = TestWorker::spawn_with(&db.pool, settings).await;
+        enqueue(
+            &db.pool,
+            Template::PaymentReceipt,
+            "pi_1",
+            Some("jenny@example.com"),
+            data(),
+        )
+        .await;
+
+        if accepted {
+            let messages = sink.wait_for(1, WAIT).await;
+            assert_eq!(messages[0]["auth_user"], "billhook");
+        } else {
+            // A refused login is the server's last word until someone fixes the setting.
+            wait_for_count(
+                &db.pool,
+                "SELECT count(*) FROM emails WHERE status = 'dead' AND attempts = 1",
+                1,
+                WAIT,
+            )
+            .await;
+            let error: String = sqlx::query_scalar("SELECT last_error FROM emails")
+                .fetch_one(&db.pool)
+                .await
+                .expect("the email");
+            assert!(error.contains("credentials invalid"), "{error}");
+            assert!(!error.contains(password), "the password leaked: {error}");
+            assert!(sink.messages().is_empty());
+        }
+        worker.stop().await.expect("clean stop");
+    }
+}
