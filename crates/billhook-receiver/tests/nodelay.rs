@@ -36,24 +36,24 @@ async fn nodelay_of(pool: &PgPool, url: &str) -> bool {
     socket.nodelay().expect("read TCP_NODELAY")
 }
 
+/// One test, in this order: the pool sets the option on every socket of the process connected
+/// to the database, so a bare pool checked afterwards (or by a test running beside this one)
+/// would have it too.
 #[tokio::test]
-async fn the_pool_sets_tcp_nodelay_on_its_postgresql_connections() {
-    let db = TestDatabase::new().await;
-    let settings = receiver::settings(&db.url).database;
-    let pool = billhook_core::db::connect(&settings).await.expect("pool");
-
-    assert!(nodelay_of(&pool, &db.url).await);
-}
-
-#[tokio::test]
-async fn sqlx_alone_leaves_nagle_on() {
+async fn the_pool_sets_tcp_nodelay_on_its_postgresql_connections_where_sqlx_alone_does_not() {
     let db = TestDatabase::new().await;
     let bare = PgPoolOptions::new()
         .max_connections(1)
         .connect(&db.url)
         .await
         .expect("pool");
-
     // When this fails, sqlx sets the option itself and `nodelay` can go.
-    assert!(!nodelay_of(&bare, &db.url).await);
+    assert!(
+        !nodelay_of(&bare, &db.url).await,
+        "sqlx alone leaves Nagle on"
+    );
+
+    let settings = receiver::settings(&db.url).database;
+    let pool = billhook_core::db::connect(&settings).await.expect("pool");
+    assert!(nodelay_of(&pool, &db.url).await);
 }
