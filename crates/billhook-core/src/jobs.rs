@@ -2,8 +2,9 @@
 //! the source of truth and a job can always be rebuilt from `webhook_events`. Each job kind has
 //! its own queue, named here once so the receiver and the worker cannot disagree.
 //!
-//! apalis appears here only through `push_tasks` (in [`push_job`]), which writes inside the
-//! caller's transaction: the row a job is about and the job commit or roll back together.
+//! apalis appears here only through `push_tasks` (in [`push_job`] and [`push_process_events`]),
+//! which writes inside the caller's transaction: the row a job is about and the job commit or
+//! roll back together.
 
 pub use apalis::layers::tracing::TracingContext;
 
@@ -56,27 +57,26 @@ pub enum EnqueueError {
     Insert(#[from] apalis_postgres::Error),
 }
 
-/// Enqueues `ProcessEvent` inside the caller's transaction. The event id is the idempotency
-/// key, so the same event can never have two jobs.
-pub async fn push_process_event(
+/// Enqueues one `ProcessEvent` per event inside the caller's transaction, in one statement,
+/// each carrying the W3C trace context of the request that delivered its event. The event id
+/// is the idempotency key, so the same event can never have two jobs. Nothing to push is no
+/// statement at all.
+pub async fn push_process_events<'a>(
     conn: &mut PgConnection,
-    job: &ProcessEvent,
+    events: impl IntoIterator<Item = (&'a EventId, &'a TracingContext)>,
     max_attempts: u32,
 ) -> Result<(), EnqueueError> {
-    let task = process_event_task(job, max_attempts, &trace_context())?;
-    apalis_postgres::queries::push_tasks(conn, PROCESS_EVENT_QUEUE, vec![task]).await?;
+    let tasks = events
+        .into_iter()
+        .map(|(id, trace)| {
+            let job = ProcessEvent::new(id.clone());
+            task(&job, id.as_str(), max_attempts, None, trace)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !tasks.is_empty() {
+        apalis_postgres::queries::push_tasks(conn, PROCESS_EVENT_QUEUE, tasks).await?;
+    }
     Ok(())
-}
-
-/// The `ProcessEvent` task for `job`, carrying `trace` (the W3C context of the request that
-/// delivered the event), ready for `push_tasks` on [`PROCESS_EVENT_QUEUE`]. The receiver
-/// builds these in each request and pushes a batch of them in one statement.
-pub fn process_event_task(
-    job: &ProcessEvent,
-    max_attempts: u32,
-    trace: &TracingContext,
-) -> Result<PgTask, EnqueueError> {
-    task(job, job.event_id().as_str(), max_attempts, None, trace)
 }
 
 /// The trace context of the current span, for a job's metadata.

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix_web::web::Bytes;
-use billhook_core::jobs::{self, EnqueueError, PROCESS_EVENT_QUEUE, ProcessEvent, TracingContext};
+use billhook_core::jobs::{self, EnqueueError, TracingContext};
 use billhook_core::stripe::{Envelope, Verified};
 use sqlx::{PgConnection, PgPool};
 
@@ -103,19 +103,11 @@ pub async fn store_batch(
         tx.rollback().await?;
         return Ok(vec![Stored::Duplicate; deliveries.len()]);
     }
-    let tasks = unique
+    let jobs = unique
         .iter()
         .filter(|d| d.handled && inserted.contains(d.envelope.id.as_str()))
-        .map(|d| {
-            let job = ProcessEvent::new(d.envelope.id.clone());
-            jobs::process_event_task(&job, max_attempts, &d.trace)
-        })
-        .collect::<Result<Vec<_>, EnqueueError>>()?;
-    if !tasks.is_empty() {
-        apalis_postgres::queries::push_tasks(&mut *tx, PROCESS_EVENT_QUEUE, tasks)
-            .await
-            .map_err(EnqueueError::from)?;
-    }
+        .map(|d| (&d.envelope.id, &d.trace));
+    jobs::push_process_events(&mut tx, jobs, max_attempts).await?;
     tx.commit().await?;
 
     Ok(deliveries

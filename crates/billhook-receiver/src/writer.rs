@@ -37,8 +37,8 @@ struct Pending {
     reply: oneshot::Sender<Result<Stored, IngestError>>,
 }
 
-/// Where requests hand in their deliveries. Cheap to share; the writers stop once it is
-/// dropped and every delivery handed in has been answered.
+/// Where requests hand in their deliveries (one per `Application`, in its `AppState`); the
+/// writers stop once it is dropped and every delivery handed in has been answered.
 pub struct IngestQueue {
     sender: mpsc::Sender<Pending>,
 }

@@ -201,3 +201,29 @@ async fn a_request_that_gave_up_before_its_batch_was_written_stores_nothing() {
         .expect("ids");
     assert_eq!(ids, vec![id_of(&kept)]);
 }
+
+#[tokio::test]
+async fn with_the_database_down_every_request_of_a_batch_is_told_it_is_unavailable() {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(300))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/nowhere")
+        .expect("lazy pool");
+    let queue = IngestQueue::start(
+        pool,
+        WriterSettings {
+            writers: 1,
+            max_batch: 64,
+            max_attempts: 5,
+        },
+        Metrics::new(),
+    );
+    let events: Vec<Value> = (0..3).map(|_| event("customer.created")).collect();
+
+    let stored =
+        futures_util::future::join_all(events.iter().map(|e| queue.store(delivery(e)))).await;
+
+    for outcome in stored {
+        let error = outcome.expect_err("nothing can be stored");
+        assert!(error.is_unavailable(), "answered 503, not 500: {error}");
+    }
+}

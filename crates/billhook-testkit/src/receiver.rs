@@ -35,7 +35,7 @@ pub fn settings(database_url: &str) -> ReceiverSettings {
         reject_burst: 20,
         trust_forwarded_for: false,
         process_event_max_attempts: 10,
-        ingest_writers: 4,
+        ingest_writers: 2,
         ingest_max_batch: 64,
         http_workers: Some(1),
         shutdown_timeout: Duration::from_secs(5),

@@ -48,6 +48,12 @@ async fn enqueue_with(
     tx.commit().await.expect("commit");
 }
 
+/// Waits until one email matches `condition` (SQL on `emails`).
+async fn wait_for_email(pool: &PgPool, condition: &str) {
+    let sql = format!("SELECT count(*) FROM emails WHERE {condition}");
+    wait_for_count(pool, &sql, 1, WAIT).await;
+}
+
 fn data() -> Value {
     json!({ "name": "Jenny Rosen", "amount": 5000, "amount_refunded": 2000, "currency": "usd",
         "order": "ord_1", "order_reference": "order_1001", "reference": "in_1",
@@ -148,13 +154,7 @@ async fn a_redelivered_or_reapplied_event_sends_nothing_more() {
     assert_eq!(app.deliver(&event).await.status(), 200);
     let messages = sink.wait_for(1, WAIT).await;
     assert_eq!(messages[0]["to"], "buyer@example.com");
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM emails WHERE status = 'sent'",
-        1,
-        WAIT,
-    )
-    .await;
+    wait_for_email(&app.db.pool, "status = 'sent'").await;
 
     // Stripe delivers it again, and an operator replays it in full.
     assert_eq!(app.deliver(&event).await.status(), 200);
@@ -193,22 +193,14 @@ async fn with_the_smtp_server_down_the_email_is_retried_and_sent_once_it_is_up()
         data(),
     )
     .await;
-    wait_for_count(
+    wait_for_email(
         &db.pool,
-        "SELECT count(*) FROM emails WHERE attempts >= 2 AND last_error IS NOT NULL AND status = 'pending'",
-        1,
-        WAIT,
+        "attempts >= 2 AND last_error IS NOT NULL AND status = 'pending'",
     )
     .await;
 
     let sink = SmtpSink::start_on(port).await;
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM emails WHERE status = 'sent'",
-        1,
-        WAIT,
-    )
-    .await;
+    wait_for_email(&db.pool, "status = 'sent'").await;
     worker.stop().await.expect("clean stop");
 
     assert_eq!(sink.messages().len(), 1, "delivered exactly once");
@@ -229,13 +221,7 @@ async fn an_email_that_ran_out_of_attempts_is_dead_lettered_and_requeue_sends_it
         2,
     )
     .await;
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM emails WHERE status = 'dead'",
-        1,
-        WAIT,
-    )
-    .await;
+    wait_for_email(&db.pool, "status = 'dead'").await;
     wait_for_count(
         &db.pool,
         "SELECT count(*) FROM dead_letters WHERE kind = 'send_email'",
@@ -253,13 +239,7 @@ async fn an_email_that_ran_out_of_attempts_is_dead_lettered_and_requeue_sends_it
         .await
         .expect("requeue");
     assert_eq!(requeued.len(), 1);
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM emails WHERE status = 'sent'",
-        1,
-        WAIT,
-    )
-    .await;
+    wait_for_email(&db.pool, "status = 'sent'").await;
     worker.stop().await.expect("clean stop");
     assert_eq!(sink.messages().len(), 1);
 }
@@ -279,13 +259,7 @@ async fn without_smtp_emails_are_written_as_eml_files() {
         data(),
     )
     .await;
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM emails WHERE status = 'sent'",
-        1,
-        WAIT,
-    )
-    .await;
+    wait_for_email(&db.pool, "status = 'sent'").await;
     worker.stop().await.expect("clean stop");
 
     let files: Vec<_> = std::fs::read_dir(&dir)
@@ -363,13 +337,7 @@ async fn smtp_credentials_are_used_and_refused_ones_dead_letter_the_email() {
             assert_eq!(messages[0]["auth_user"], "billhook");
         } else {
             // A refused login is the server's last word until someone fixes the setting.
-            wait_for_count(
-                &db.pool,
-                "SELECT count(*) FROM emails WHERE status = 'dead' AND attempts = 1",
-                1,
-                WAIT,
-            )
-            .await;
+            wait_for_email(&db.pool, "status = 'dead' AND attempts = 1").await;
             let error: String = sqlx::query_scalar("SELECT last_error FROM emails")
                 .fetch_one(&db.pool)
                 .await

@@ -97,31 +97,88 @@ struct Raw<'a> {
     #[serde(default)]
     account: Option<String>,
     // `data.object` must be present for the event to be applicable at all.
-    #[serde(borrow)]
-    data: RawData<'a>,
+    data: RawData,
 }
 
 #[derive(Deserialize)]
-struct RawData<'a> {
-    #[serde(borrow)]
-    object: &'a serde_json::value::RawValue,
+struct RawData {
+    object: ObjectId,
 }
 
-/// Only the id of `data.object`, whatever else it holds (or whatever it is).
-#[derive(Deserialize)]
-struct RawObject {
-    #[serde(default)]
-    id: Option<serde_json::Value>,
-}
+/// `data.object`, read in the same pass as the rest of the envelope for its `id` alone: a
+/// string id, else nothing (an object without one, or a `data.object` that is no object).
+/// Everything else in it is skipped, not kept.
+struct ObjectId(Option<String>);
 
-impl RawData<'_> {
-    fn object_id(&self) -> Option<String> {
-        let object: RawObject = serde_json::from_str(self.object.get()).ok()?;
-        match object.id? {
-            serde_json::Value::String(id) => Some(id),
-            _ => None,
-        }
+impl<'de> Deserialize<'de> for ObjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ObjectIdVisitor)
     }
+}
+
+struct ObjectIdVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ObjectIdVisitor {
+    type Value = ObjectId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Stripe object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ObjectId, A::Error> {
+        use serde::de::IgnoredAny;
+        let mut id = None;
+        while let Some(key) = map.next_key::<ObjectKey>()? {
+            match key {
+                ObjectKey::Id => match map.next_value::<serde_json::Value>()? {
+                    serde_json::Value::String(value) => id = Some(value),
+                    _ => id = None,
+                },
+                ObjectKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(ObjectId(id))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ObjectId, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(ObjectId(None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<ObjectId, E> {
+        Ok(ObjectId(None))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<ObjectId, E> {
+        Ok(ObjectId(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<ObjectId, E> {
+        Ok(ObjectId(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<ObjectId, E> {
+        Ok(ObjectId(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<ObjectId, E> {
+        Ok(ObjectId(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<ObjectId, E> {
+        Ok(ObjectId(None))
+    }
+}
+
+/// A key of `data.object`, compared without being copied.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum ObjectKey {
+    Id,
+    #[serde(other)]
+    Other,
 }
 
 impl Envelope {
@@ -139,14 +196,14 @@ impl Envelope {
             ("type", Some(&raw.event_type)),
             ("api_version", raw.api_version.as_ref()),
             ("account", raw.account.as_ref()),
+            ("data.object.id", raw.data.object.0.as_ref()),
         ] {
             if value.is_some_and(|v| v.contains('\0')) {
                 return Err(EnvelopeError::NulCharacter(field));
             }
         }
-        let object_id = raw.data.object_id().filter(|id| !id.contains('\0'));
         Ok(Self {
-            object_id,
+            object_id: raw.data.object.0,
             id: EventId::parse(raw.id)?,
             event_type: raw.event_type,
             created: raw.created,
@@ -206,6 +263,33 @@ mod tests {
         assert_eq!(
             Envelope::parse(&body("customer.created", "acct_\u{0}")).map(|e| e.id),
             Err(EnvelopeError::NulCharacter("account"))
+        );
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&body("customer.created", "acct_1")).expect("JSON");
+        event["data"]["object"]["id"] = "cus_\u{0}1".into();
+        let body = serde_json::to_vec(&event).expect("JSON");
+        assert_eq!(
+            Envelope::parse(&body).map(|e| e.id),
+            Err(EnvelopeError::NulCharacter("data.object.id"))
+        );
+    }
+
+    #[test]
+    fn the_object_id_is_read_whatever_else_the_object_holds() {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&body("invoice.paid", "acct_1")).expect("JSON");
+        event["data"]["object"] = serde_json::json!({
+            "object": "invoice", "lines": { "data": [{ "id": "il_1" }] },
+            "metadata": { "id": "not this one" }, "amount": 5.5, "paid": true,
+            "discount": null, "id": "in_\u{e9}\"1", "tags": ["a", 1],
+        });
+        let body = serde_json::to_vec(&event).expect("JSON");
+        assert_eq!(
+            Envelope::parse(&body)
+                .expect("an event")
+                .object_id
+                .as_deref(),
+            Some("in_\u{e9}\"1")
         );
     }
 }

@@ -91,21 +91,6 @@ pub async fn apply(
         json!({ "type": event.event_type, "status": status, "subscription": subscription,
                 "fetched": write.fetched }),
     );
-    if let Some(payment_intent) = fields::invoice_payment_intent(object)
-        && subscription.is_some()
-    {
-        // Its payment's failure email, held because the PaymentIntent could not say it paid an
-        // invoice: the invoice says so now, and its dunning tells the customer instead.
-        for email in crate::email::withdraw_payment_failed(conn, payment_intent).await? {
-            event.audit(
-                "email",
-                &email,
-                "withdrawn",
-                json!({ "payment_intent": payment_intent, "invoice": id }),
-            );
-        }
-    }
-
     if event.event_type == "invoice.payment_failed"
         && status != Some("paid")
         && let Some(subscription) = subscription
@@ -118,6 +103,18 @@ pub async fn apply(
             failed_at: DateTime::from_timestamp(event.created, 0).unwrap_or_else(Utc::now),
         };
         ctx.dunning.open(conn, &failure).await?;
+        if let Some(payment_intent) = fields::invoice_payment_intent(object) {
+            // The failure email of its PaymentIntent, held because the PaymentIntent could not
+            // say it paid an invoice: dunning tells the customer instead.
+            for email in crate::email::withdraw_payment_failed(conn, payment_intent).await? {
+                event.audit(
+                    "email",
+                    &email,
+                    "withdrawn",
+                    json!({ "payment_intent": payment_intent, "invoice": id }),
+                );
+            }
+        }
     }
     if status == Some("paid") {
         crate::dunning::recover(conn, id, &event.id).await?;

@@ -165,10 +165,9 @@ pub async fn apply_charge(
     for refund in refunds {
         upsert_refund(conn, event, id, payment_intent, refund).await?;
     }
-    event.audit("payment",
-        id,
-        "refunded",
-        json!({ "amount_refunded": amount_refunded, "refunds": refunds.len(), "fetched": write.fetched }));
+    let detail = json!({ "amount_refunded": amount_refunded, "refunds": refunds.len(),
+                         "fetched": write.fetched });
+    event.audit("payment", id, "refunded", detail);
 
     let amount = fields::required_i64(object, "amount")?;
     let data = json!({ "amount_refunded": amount_refunded, "currency": currency, "reference": id,
