@@ -148,6 +148,29 @@ pub struct ReceiverSettings {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub ingest_max_batch: u32,
 
+    /// Longest wait for a request's head (request line and headers), from the connection's
+    /// start or its previous request; a slower client gets 408 and is disconnected.
+    #[arg(long = "request-head-timeout", env = "BILLHOOK_REQUEST_HEAD_TIMEOUT", default_value = "5s",
+          value_parser = positive_duration)]
+    pub request_head_timeout: Duration,
+
+    /// Longest wait for a request's whole body once its head has arrived; a slower client gets
+    /// 408 and is disconnected. Stripe sends a body in one go.
+    #[arg(long = "request-body-timeout", env = "BILLHOOK_REQUEST_BODY_TIMEOUT", default_value = "10s",
+          value_parser = positive_duration)]
+    pub request_body_timeout: Duration,
+
+    /// How long an idle kept-alive connection stays open.
+    #[arg(long = "keep-alive", env = "BILLHOOK_KEEP_ALIVE", default_value = "5s",
+          value_parser = positive_duration)]
+    pub keep_alive: Duration,
+
+    /// Most connections the webhook listener serves at once; more wait in the listen backlog
+    /// until one closes.
+    #[arg(long = "max-connections", env = "BILLHOOK_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long = "http-workers", env = "BILLHOOK_HTTP_WORKERS")]
     pub http_workers: Option<usize>,

@@ -22,6 +22,7 @@ fn apalis_migrator() -> Migrator {
     apalis_postgres::PostgresStorage::<()>::migrations()
 }
 
+pub mod errors;
 pub mod nodelay;
 
 static NODELAY_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

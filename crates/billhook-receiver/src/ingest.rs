@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix_web::web::Bytes;
+use billhook_core::db::errors;
 use billhook_core::jobs::{self, EnqueueError, TracingContext};
 use billhook_core::stripe::{Envelope, Verified};
 use sqlx::{PgConnection, PgPool};
@@ -47,22 +48,18 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// True when the database could not be reached in time (down, or pool exhausted).
+    /// True when a retry may cure it: the database was down, restarting, out of connections,
+    /// or dropped the connection ([`errors::classify`]). The receiver answers 503 then.
     pub fn is_unavailable(&self) -> bool {
-        let db = match self {
-            Self::Database(e) => e,
-            Self::Enqueue(EnqueueError::Insert(apalis_postgres::Error::Database(e))) => e,
-            Self::Enqueue(_) => return false,
-            Self::Batch(e) => return e.is_unavailable(),
-            Self::Stopped => return true,
-        };
-        matches!(
-            db,
-            sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-        )
+        match self {
+            Self::Database(e) => errors::is_unavailable(e),
+            Self::Enqueue(EnqueueError::Insert(apalis_postgres::Error::Database(e))) => {
+                errors::is_unavailable(e)
+            }
+            Self::Enqueue(_) => false,
+            Self::Batch(e) => e.is_unavailable(),
+            Self::Stopped => true,
+        }
     }
 }
 

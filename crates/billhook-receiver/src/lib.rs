@@ -36,6 +36,7 @@ pub struct AppState {
     pub tolerance_secs: i64,
     pub max_body_bytes: usize,
     pub db_timeout: Duration,
+    pub body_timeout: Duration,
     pub trust_forwarded_for: bool,
     pub reject_limiter: RejectLimiter,
     pub metrics: Metrics,
@@ -80,6 +81,7 @@ impl Application {
             secrets: settings.secrets,
             max_body_bytes: settings.max_body_bytes,
             db_timeout: settings.database.timeout,
+            body_timeout: settings.request_body_timeout,
             trust_forwarded_for: settings.trust_forwarded_for,
             reject_limiter: RejectLimiter::new(
                 NonZeroU32::new(settings.reject_limit_per_minute)
@@ -99,18 +101,28 @@ impl Application {
 
         let shutdown_secs = settings.shutdown_timeout.as_secs().max(1);
         let webhook_state = state.clone();
-        let mut server = HttpServer::new(move || {
+        let workers = settings.http_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let server = HttpServer::new(move || {
             // A resource (not a bare route) so other methods get 405, not 404.
             App::new().app_data(webhook_state.clone()).service(
                 web::resource(WEBHOOK_PATHS).route(web::post().to(routes::webhook::receive)),
             )
         })
         .disable_signals()
-        .shutdown_timeout(shutdown_secs);
-        if let Some(workers) = settings.http_workers {
-            server = server.workers(workers);
-        }
-        let server = server.listen(listener)?.run();
+        .shutdown_timeout(shutdown_secs)
+        .workers(workers)
+        // Slow or idle clients cannot hold connections: the head must arrive within its
+        // timeout (else 408), the body within its own (routes::webhook), and an idle
+        // kept-alive connection is closed. Past the connection limit, new connections wait in
+        // the listen backlog. actix counts connections per worker thread.
+        .client_request_timeout(settings.request_head_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(settings.keep_alive)
+        .max_connections((settings.max_connections as usize).div_ceil(workers).max(1))
+        .listen(listener)?
+        .run();
 
         let admin_state = state.clone();
         let admin = HttpServer::new(move || {

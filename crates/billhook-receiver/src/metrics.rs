@@ -16,6 +16,7 @@ pub enum Outcome {
     RateLimited,
     Malformed,
     TooLarge,
+    TooSlow,
     Unavailable,
     Error,
 }
@@ -30,6 +31,7 @@ impl Outcome {
             Self::RateLimited => "rate_limited",
             Self::Malformed => "malformed",
             Self::TooLarge => "too_large",
+            Self::TooSlow => "too_slow",
             Self::Unavailable => "unavailable",
             Self::Error => "error",
         }

@@ -8,7 +8,11 @@ needs it first: 530; wrong credentials: 535). No TLS: tests connect with TLS off
 server it refuses a mailbox it does not have, for every address in the reserved `.invalid`
 domain (RFC 2606): `550 5.1.1`, a permanent failure.
 
-usage: python3 sink.py PORT DIR [USER:PASSWORD]
+Two misbehaving modes, for tests of deadlines: `--mode=silent` accepts connections and never
+says a word (not even the greeting); `--mode=silent-after-data` accepts every message, then
+never answers QUIT and keeps the connection open.
+
+usage: python3 sink.py [--mode=silent|silent-after-data] PORT DIR [USER:PASSWORD]
 """
 import base64
 import asyncio
@@ -20,9 +24,10 @@ import sys
 
 
 class Sink:
-    def __init__(self, directory, credentials=None):
+    def __init__(self, directory, credentials=None, mode=None):
         self.directory = directory
         self.credentials = credentials
+        self.mode = mode
         self.count = 0
 
     def store(self, mail_from, rcpt_to, data, user):
@@ -54,10 +59,23 @@ class Sink:
         os.rename(stem + ".json.tmp", stem + ".json")
 
     async def session(self, reader, writer):
+        # A client that gives up (a deadline) resets the connection: that ends its session,
+        # nothing more.
+        try:
+            await self.converse(reader, writer)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def converse(self, reader, writer):
         def reply(line):
             writer.write((line + "\r\n").encode())
 
         mail_from, rcpt_to, user = None, [], None
+        if self.mode == "silent":
+            await reader.read()  # until the client gives up and closes
+            return
         reply("220 billhook-test-sink ESMTP")
         while True:
             await writer.drain()
@@ -116,18 +134,20 @@ class Sink:
                 reply("250 OK")
             elif verb == "NOOP":
                 reply("250 OK")
+            elif verb == "QUIT" and self.mode == "silent-after-data":
+                await reader.read()
+                break
             elif verb == "QUIT":
                 reply("221 Bye")
                 await writer.drain()
                 break
             else:
                 reply("502 Command not implemented")
-        writer.close()
 
 
-async def main(port, directory, credentials):
+async def main(port, directory, credentials, mode):
     os.makedirs(directory, exist_ok=True)
-    sink = Sink(directory, credentials)
+    sink = Sink(directory, credentials, mode)
     server = await asyncio.start_server(sink.session, "127.0.0.1", port)
     print("ready", flush=True)
     async with server:
@@ -135,5 +155,10 @@ async def main(port, directory, credentials):
 
 
 if __name__ == "__main__":
-    credentials = tuple(sys.argv[3].split(":", 1)) if len(sys.argv) > 3 else None
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2], credentials))
+    args = [a for a in sys.argv[1:] if not a.startswith("--mode=")]
+    modes = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--mode=")]
+    mode = modes[-1] if modes else None
+    if mode not in (None, "silent", "silent-after-data"):
+        sys.exit("unknown mode %r" % mode)
+    credentials = tuple(args[2].split(":", 1)) if len(args) > 2 else None
+    asyncio.run(main(int(args[0]), args[1], credentials, mode))

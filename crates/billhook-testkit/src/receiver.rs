@@ -37,6 +37,10 @@ pub fn settings(database_url: &str) -> ReceiverSettings {
         process_event_max_attempts: 10,
         ingest_writers: 2,
         ingest_max_batch: 64,
+        request_head_timeout: Duration::from_secs(5),
+        request_body_timeout: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(5),
+        max_connections: 1024,
         http_workers: Some(1),
         shutdown_timeout: Duration::from_secs(5),
         telemetry: TelemetrySettings {

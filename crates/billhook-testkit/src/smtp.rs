@@ -36,19 +36,30 @@ impl SmtpSink {
 
     /// Starts the server on `port` (e.g. one a worker has been failing to reach).
     pub async fn start_on(port: u16) -> Self {
-        Self::launch(port, None).await
+        Self::launch(port, None, None).await
     }
 
     /// Starts a server that requires AUTH PLAIN with `user` and `password` before MAIL.
     pub async fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::launch(free_port(), Some(format!("{user}:{password}"))).await
+        Self::launch(free_port(), Some(format!("{user}:{password}")), None).await
     }
 
-    async fn launch(port: u16, credentials: Option<String>) -> Self {
+    /// Starts a server on `port` that accepts connections and never says a word.
+    pub async fn start_silent_on(port: u16) -> Self {
+        Self::launch(port, None, Some("silent")).await
+    }
+
+    /// Starts a server that accepts every message, then never answers QUIT.
+    pub async fn start_silent_after_data() -> Self {
+        Self::launch(free_port(), None, Some("silent-after-data")).await
+    }
+
+    async fn launch(port: u16, credentials: Option<String>, mode: Option<&str>) -> Self {
         let dir = std::env::temp_dir().join(format!("billhook-smtp-{}", ulid::Ulid::generate()));
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/smtp/sink.py");
         let child = Command::new("python3")
             .arg(script)
+            .args(mode.map(|m| format!("--mode={m}")))
             .arg(port.to_string())
             .arg(&dir)
             .args(credentials)

@@ -40,9 +40,15 @@ impl JobError {
     }
 }
 
+/// A database error is retried unless it says the data can never be written (a value out of
+/// range, an index entry too large): retrying that for hours only delays the dead letter.
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Retryable(e.into())
+        if billhook_core::db::errors::is_permanent(&e) {
+            Self::Permanent(e.into())
+        } else {
+            Self::Retryable(e.into())
+        }
     }
 }
 
@@ -53,6 +59,11 @@ impl From<billhook_core::jobs::EnqueueError> for JobError {
         use billhook_core::jobs::EnqueueError;
         match e {
             EnqueueError::Encode(_) => Self::Permanent(e.into()),
+            EnqueueError::Insert(apalis_postgres::Error::Database(ref db))
+                if billhook_core::db::errors::is_permanent(db) =>
+            {
+                Self::Permanent(e.into())
+            }
             EnqueueError::Insert(_) => Self::Retryable(e.into()),
         }
     }

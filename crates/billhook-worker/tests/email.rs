@@ -207,6 +207,70 @@ async fn with_the_smtp_server_down_the_email_is_retried_and_sent_once_it_is_up()
     assert_eq!(db.count("dead_letters").await, 0);
 }
 
+/// A server that accepts the connection and never greets: each attempt fails at the SMTP
+/// deadline instead of holding the job (and a worker slot) for as long as the server is silent.
+#[tokio::test]
+async fn a_silent_smtp_server_fails_each_attempt_at_the_deadline_and_a_real_one_gets_the_email() {
+    let db = TestDatabase::new().await;
+    let port = free_port();
+    let mut silent = SmtpSink::start_silent_on(port).await;
+    let mut settings = settings_with_smtp(port);
+    settings.email.smtp_timeout = Duration::from_secs(1);
+    let worker = TestWorker::spawn_with(&db.pool, settings).await;
+    enqueue(
+        &db.pool,
+        Template::PaymentReceipt,
+        "pi_silent",
+        Some("jenny@example.com"),
+        data(),
+    )
+    .await;
+
+    wait_for_email(
+        &db.pool,
+        "attempts >= 2 AND status = 'pending' AND last_error LIKE '%did not accept the message within%'",
+    )
+    .await;
+
+    silent.stop();
+    let sink = SmtpSink::start_on(port).await;
+    wait_for_email(&db.pool, "status = 'sent'").await;
+    worker.stop().await.expect("clean stop");
+    assert_eq!(sink.messages().len(), 1);
+}
+
+/// The server accepts the message, then never answers QUIT: the email is sent, and marked so
+/// at once, not retried (which would deliver it twice).
+#[tokio::test]
+async fn a_message_the_server_accepted_is_marked_sent_even_if_it_then_falls_silent() {
+    let db = TestDatabase::new().await;
+    let sink = SmtpSink::start_silent_after_data().await;
+    let mut settings = settings_with_smtp(sink.port);
+    settings.email.smtp_timeout = Duration::from_secs(1);
+    let worker = TestWorker::spawn_with(&db.pool, settings).await;
+    enqueue(
+        &db.pool,
+        Template::PaymentReceipt,
+        "pi_quiet_quit",
+        Some("jenny@example.com"),
+        data(),
+    )
+    .await;
+
+    wait_for_email(&db.pool, "status = 'sent'").await;
+    wait_for_count(
+        &db.pool,
+        "SELECT count(*) FROM apalis.jobs WHERE status = 'Done'",
+        1,
+        WAIT,
+    )
+    .await;
+    worker.stop().await.expect("clean stop");
+    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
+    assert_eq!(db.count("emails WHERE attempts = 1").await, 1);
+    assert_eq!(db.count("job_failures").await, 0);
+}
+
 #[tokio::test]
 async fn an_email_that_ran_out_of_attempts_is_dead_lettered_and_requeue_sends_it() {
     let db = TestDatabase::new().await;

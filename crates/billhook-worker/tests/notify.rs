@@ -361,6 +361,41 @@ async fn an_unreachable_application_is_a_retryable_failure_recorded_on_the_notic
     assert!(!last_error.contains("127.0.0.1"), "{last_error}");
 }
 
+/// An application that accepts the connection and the request and never answers: the attempt
+/// fails at the notice timeout (a deadline over the whole exchange) and is retried later,
+/// instead of holding the job for as long as the application stays silent.
+#[tokio::test]
+async fn a_silent_application_fails_the_attempt_at_the_timeout() {
+    let db = TestDatabase::new().await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            connections.push(socket);
+        }
+    });
+    let (_, secret) = new_secret();
+    let mut settings = settings_with_notify(&format!("http://127.0.0.1:{port}/hooks"), &secret);
+    settings.notify.timeout = Duration::from_secs(1);
+    let outbox = Outbox::from_settings(&settings.notify).expect("outbox");
+    let job = NotifyAppJob::new(db.pool.clone(), &settings.notify).expect("job");
+    assert!(enqueue(&db.pool, &outbox, "sub_1:past_due:1", json!({})).await);
+    let (id, _, _, _, _) = notification(&db.pool).await;
+
+    let error = tokio::time::timeout(WAIT, job.run(NotifyApp::new(id, EVENT_ID.to_owned())))
+        .await
+        .expect("the attempt ends at its deadline, not when the application speaks")
+        .expect_err("the application never answered");
+
+    assert!(error.is_retryable(), "{error}");
+    let (_, status, attempts, _, _) = notification(&db.pool).await;
+    assert_eq!((status.as_str(), attempts), ("pending", 1));
+    held.abort();
+}
+
 /// The test's verifier reproduces the Standard Webhooks specification's example, so a
 /// delivery it accepts is one any Standard Webhooks library accepts.
 #[test]

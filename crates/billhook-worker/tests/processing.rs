@@ -227,6 +227,29 @@ async fn a_permanent_error_goes_to_the_dead_letters_at_once() {
     worker.stop().await.expect("clean stop");
 }
 
+/// A signed event whose object id no index can hold (PostgreSQL: "index row size exceeds
+/// btree maximum", SQLSTATE 54000): the same write fails forever, so it is dead at once.
+#[tokio::test]
+async fn data_the_database_can_never_hold_goes_to_the_dead_letters_at_once() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let mut event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
+    // Random, so that compression cannot shrink it under the index entry limit.
+    let huge_id: String = (0..20_000)
+        .map(|_| ulid::Ulid::generate().to_string())
+        .collect();
+    event["data"]["object"]["id"] = format!("cus_{huge_id}").into();
+    assert_eq!(app.deliver(&event).await.status(), 200);
+
+    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+
+    assert_eq!(app.db.count("job_failures").await, 1);
+    assert_eq!(app.db.count("job_failures WHERE NOT retryable").await, 1);
+    assert_eq!(app.db.count("dead_letters WHERE attempts = 1").await, 1);
+    assert_eq!(app.db.count("customers").await, 0);
+    worker.stop().await.expect("clean stop");
+}
+
 #[tokio::test]
 async fn an_undecodable_job_argument_is_dead_lettered_and_the_worker_keeps_going() {
     let app = TestReceiver::spawn().await;

@@ -1,9 +1,16 @@
 //! The internal listener: liveness, readiness and metrics. Bound to a private address; it
 //! never serves the webhook route.
 
+use std::time::Duration;
+
 use actix_web::{HttpResponse, web};
 
 use crate::AppState;
+
+/// The readiness check's own bound, below the 1 s that orchestrators' probes usually allow:
+/// with the database down, waiting for the pool's whole timeout would make the probe itself
+/// time out, and say nothing.
+pub const READYZ_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The process is up and serving.
 pub async fn healthz() -> HttpResponse {
@@ -13,7 +20,7 @@ pub async fn healthz() -> HttpResponse {
 /// Ready when PostgreSQL answers and holds every migration this build needs.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let check = tokio::time::timeout(
-        state.db_timeout,
+        state.db_timeout.min(READYZ_TIMEOUT),
         billhook_core::db::check_migrated(&state.pool),
     )
     .await;

@@ -25,6 +25,8 @@ pub enum WebhookError {
     TooLarge,
     #[error("cannot read the request body")]
     BodyRead,
+    #[error("the request body did not arrive within the body timeout")]
+    BodyTimeout,
     #[error("signature rejected: {0}")]
     Signature(SignatureError),
     #[error("too many rejected requests from this client")]
@@ -41,6 +43,7 @@ impl WebhookError {
     fn outcome(&self) -> Outcome {
         match self {
             Self::TooLarge => Outcome::TooLarge,
+            Self::BodyTimeout => Outcome::TooSlow,
             Self::BodyRead | Self::Malformed(_) => Outcome::Malformed,
             Self::Signature(_) => Outcome::Unauthorized,
             Self::RateLimited => Outcome::RateLimited,
@@ -55,6 +58,7 @@ impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self.outcome() {
             Outcome::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Outcome::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Outcome::Malformed => StatusCode::BAD_REQUEST,
             Outcome::Unauthorized => StatusCode::UNAUTHORIZED,
             Outcome::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -66,6 +70,7 @@ impl ResponseError for WebhookError {
     fn error_response(&self) -> HttpResponse {
         let message = match self.outcome() {
             Outcome::TooLarge => "payload too large",
+            Outcome::TooSlow => "request body too slow",
             Outcome::Malformed => "malformed event",
             Outcome::Unauthorized => "invalid signature",
             Outcome::RateLimited => "too many invalid requests",
@@ -126,7 +131,13 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<(Outcome, HttpResponse), WebhookError> {
-    let body = read_body(req, payload, state.max_body_bytes).await?;
+    // A client that trickles its body holds a connection for as long as it likes otherwise.
+    let body = tokio::time::timeout(
+        state.body_timeout,
+        read_body(req, payload, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| WebhookError::BodyTimeout)??;
     let signature = req
         .headers()
         .get("stripe-signature")

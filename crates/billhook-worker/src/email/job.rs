@@ -1,13 +1,17 @@
 //! Send one stored email: render its template, hand it to the transport, mark it sent.
 //!
-//! No transaction is held across the SMTP conversation. A template that does not render, a
+//! No transaction is held across the SMTP conversation, and the whole conversation has one
+//! deadline ([`super::smtp`]). The `sent` mark is written the moment the server accepts the
+//! message, before QUIT; only a crash in that one statement's round trip sends it twice. A template that does not render, a
 //! recipient that is not an address, or a permanent refusal by the SMTP server (5xx: no such
 //! mailbox, say) is a permanent failure (dead letter at once; fix, then requeue); anything
 //! else the server or the network does is retried.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use billhook_core::db::errors;
 use billhook_core::jobs::SEND_EMAIL_QUEUE;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -86,18 +90,12 @@ impl JobKind for SendEmailJob {
             .message(&email_id, &recipient, &rendered)
             .map_err(permanent)?;
         match self.transport.send(message).await {
-            Ok(destination) => {
-                sqlx::query(
-                    "UPDATE emails SET status = 'sent', sent_at = now(), attempts = attempts + 1,
-                            subject = $2, message_id = $3, last_error = NULL
-                      WHERE id = $1",
-                )
-                .bind(&email_id)
-                .bind(&rendered.subject)
-                .bind(format!("<{email_id}@billhook>"))
-                .execute(&self.pool)
-                .await?;
-                tracing::info!(template = template.name(), %destination, "email sent");
+            Ok(delivered) => {
+                // The server has the message: record that before anything else (even QUIT), so
+                // that a crash from here on cannot make a retry send it again.
+                mark_sent(&self.pool, &email_id, &rendered.subject).await?;
+                tracing::info!(template = template.name(), destination = %delivered.destination, "email sent");
+                delivered.close().await;
                 Ok(())
             }
             Err(error) => {
@@ -135,6 +133,38 @@ impl JobKind for SendEmailJob {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// How long [`mark_sent`] keeps trying while the database is out of reach: long enough for a
+/// restart or a failover, so that a delivered message is not sent again.
+const MARK_SENT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Marks the email sent. The message is already delivered, so a failure that a retry can cure
+/// is retried here, with growing pauses, rather than by running the job (and sending) again.
+async fn mark_sent(pool: &PgPool, email_id: &str, subject: &str) -> Result<(), JobError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let result = sqlx::query(
+            "UPDATE emails SET status = 'sent', sent_at = now(), attempts = attempts + 1,
+                    subject = $2, message_id = $3, last_error = NULL
+              WHERE id = $1",
+        )
+        .bind(email_id)
+        .bind(subject)
+        .bind(format!("<{email_id}@billhook>"))
+        .execute(pool)
+        .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(e) if errors::is_unavailable(&e) && started.elapsed() < MARK_SENT_PATIENCE => {
+                tracing::warn!(error = %e, "email delivered but not yet marked sent; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod job;
 pub mod settings;
+pub mod smtp;
 pub mod templates;
 pub mod transport;
 

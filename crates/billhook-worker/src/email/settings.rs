@@ -44,7 +44,8 @@ pub struct EmailSettings {
     )]
     pub smtp_password: Option<SecretString>,
 
-    /// Timeout of one SMTP conversation.
+    /// Deadline of one whole SMTP conversation, from connecting until the server accepts the
+    /// message; past it the attempt fails and is retried.
     #[arg(long = "smtp-timeout", env = "BILLHOOK_SMTP_TIMEOUT", default_value = "30s",
           value_parser = positive_duration)]
     pub smtp_timeout: Duration,

@@ -1,20 +1,35 @@
-//! Where emails go: an SMTP server through lettre, or .eml files in a directory (lettre's file
-//! transport) when no server is configured.
+//! Where emails go: an SMTP server ([`super::smtp`], on lettre's connection), or .eml files in
+//! a directory (lettre's file transport) when no server is configured.
 
 use anyhow::Context as _;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
-};
+use lettre::{AsyncFileTransport, AsyncTransport as _, Message, Tokio1Executor};
 use secrecy::ExposeSecret as _;
 
-use super::settings::{EmailSettings, SmtpTls};
+use super::settings::EmailSettings;
+use super::smtp::{Accepted, SmtpClient};
 use super::templates::Rendered;
 
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpClient),
     Files(AsyncFileTransport<Tokio1Executor>, std::path::PathBuf),
+}
+
+/// A message that reached its destination: where it went, for the logs, and the SMTP
+/// conversation still open, to close once the caller has recorded the delivery.
+pub struct Delivered {
+    pub destination: String,
+    pub accepted: Option<Accepted>,
+}
+
+impl Delivered {
+    /// Ends the SMTP conversation (QUIT), after the delivery is recorded.
+    pub async fn close(self) {
+        if let Some(accepted) = self.accepted {
+            accepted.close().await;
+        }
+    }
 }
 
 /// The sender's addresses, parsed once at start.
@@ -40,44 +55,46 @@ impl Transport {
                 settings.dir.clone(),
             ));
         };
-        let builder = match settings.smtp_tls {
-            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .with_context(|| format!("SMTP host {host}"))?,
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .with_context(|| format!("SMTP host {host}"))?,
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-        };
-        let mut builder = builder
-            .port(settings.smtp_port)
-            .timeout(Some(settings.smtp_timeout));
-        match (&settings.smtp_username, &settings.smtp_password) {
-            (Some(user), Some(password)) => {
-                builder = builder.credentials(Credentials::new(
-                    user.clone(),
-                    password.expose_secret().to_owned(),
-                ));
-            }
-            (None, None) => {}
+        let credentials = match (&settings.smtp_username, &settings.smtp_password) {
+            (Some(user), Some(password)) => Some(Credentials::new(
+                user.clone(),
+                password.expose_secret().to_owned(),
+            )),
+            (None, None) => None,
             _ => anyhow::bail!(
                 "BILLHOOK_SMTP_USERNAME and BILLHOOK_SMTP_PASSWORD go together: set both or neither"
             ),
-        }
-        Ok(Self::Smtp(builder.build()))
+        };
+        Ok(Self::Smtp(SmtpClient::new(
+            host,
+            settings.smtp_port,
+            settings.smtp_tls,
+            credentials,
+            settings.smtp_timeout,
+        )?))
     }
 
-    /// Sends one message; returns where it went, for the logs.
-    pub async fn send(&self, message: Message) -> anyhow::Result<String> {
+    /// Sends one message. For SMTP, `Ok` means the server accepted it, and the conversation
+    /// is left open in [`Delivered`] so that the caller records the delivery before anything
+    /// else can happen.
+    pub async fn send(&self, message: Message) -> anyhow::Result<Delivered> {
         match self {
             Self::Smtp(smtp) => {
-                let response = smtp.send(message).await.context("SMTP delivery failed")?;
-                Ok(format!("smtp {}", response.code()))
+                let accepted = smtp.deliver(&message).await?;
+                Ok(Delivered {
+                    destination: format!("smtp {}", accepted.response.code()),
+                    accepted: Some(accepted),
+                })
             }
             Self::Files(files, dir) => {
                 let id = files
                     .send(message)
                     .await
                     .with_context(|| format!("cannot write the email to {}", dir.display()))?;
-                Ok(dir.join(format!("{id}.eml")).display().to_string())
+                Ok(Delivered {
+                    destination: dir.join(format!("{id}.eml")).display().to_string(),
+                    accepted: None,
+                })
             }
         }
     }
