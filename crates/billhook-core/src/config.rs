@@ -167,9 +167,9 @@ pub struct ReceiverSettings {
 
     /// Most connections the webhook listener serves at once; more wait in the listen backlog
     /// until one closes.
-    #[arg(long = "max-connections", env = "BILLHOOK_MAX_CONNECTIONS", default_value_t = 1024,
+    #[arg(long = "http-max-connections", env = "BILLHOOK_HTTP_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_connections: u32,
+    pub http_max_connections: u32,
 
     /// HTTP worker threads (default: one per core).
     #[arg(long = "http-workers", env = "BILLHOOK_HTTP_WORKERS")]
@@ -202,4 +202,16 @@ pub fn positive_duration(value: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap checks its definition (unique ids, flags, defaults) only when a command line is
+    /// parsed: a clash would otherwise surface as a panic at the receiver's start.
+    #[test]
+    fn the_receiver_command_line_is_well_formed() {
+        super::ReceiverSettings::command().debug_assert();
+    }
 }

@@ -48,6 +48,19 @@ pub enum IngestError {
 }
 
 impl IngestError {
+    /// True when PostgreSQL refused the delivery's data itself (a value out of range, an
+    /// entry too large): the request is malformed, and sending it again cannot help.
+    pub fn is_bad_data(&self) -> bool {
+        match self {
+            Self::Database(e) => errors::is_permanent(e),
+            Self::Enqueue(EnqueueError::Insert(apalis_postgres::Error::Database(e))) => {
+                errors::is_permanent(e)
+            }
+            Self::Batch(e) => e.is_bad_data(),
+            Self::Enqueue(_) | Self::Stopped => false,
+        }
+    }
+
     /// True when a retry may cure it: the database was down, restarting, out of connections,
     /// or dropped the connection ([`errors::classify`]). The receiver answers 503 then.
     pub fn is_unavailable(&self) -> bool {

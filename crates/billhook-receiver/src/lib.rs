@@ -120,7 +120,11 @@ impl Application {
         .client_request_timeout(settings.request_head_timeout)
         .client_disconnect_timeout(Duration::from_secs(1))
         .keep_alive(settings.keep_alive)
-        .max_connections((settings.max_connections as usize).div_ceil(workers).max(1))
+        .max_connections(
+            (settings.http_max_connections as usize)
+                .div_ceil(workers)
+                .max(1),
+        )
         .listen(listener)?
         .run();
 

@@ -154,7 +154,7 @@ async fn a_body_trickled_byte_by_byte_is_cut_off_with_408() {
 #[tokio::test]
 async fn past_the_connection_limit_new_connections_wait_until_one_closes() {
     let app = TestReceiver::spawn_with(|s| {
-        s.max_connections = 1;
+        s.http_max_connections = 1;
         s.request_head_timeout = Duration::from_secs(30);
     })
     .await;
@@ -175,5 +175,36 @@ async fn past_the_connection_limit_new_connections_wait_until_one_closes() {
 
     drop(holder);
     assert_eq!(request.await.status(), 200);
+    assert_eq!(app.db.count("webhook_events").await, 1);
+}
+
+/// A verified delivery whose data PostgreSQL refuses (here a trigger raising a data exception,
+/// SQLSTATE 22023, as an out-of-range value does) is malformed: 400, nothing stored, and the
+/// receiver goes on storing other events.
+#[tokio::test]
+async fn data_postgresql_refuses_is_a_400_not_a_500() {
+    let app = TestReceiver::spawn().await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF NEW.id = 'evt_faults0666' THEN
+               RAISE EXCEPTION 'value out of range' USING ERRCODE = '22023';
+             END IF;
+             RETURN NEW;
+           END $$;
+         CREATE TRIGGER refuse_event BEFORE INSERT ON webhook_events
+           FOR EACH ROW EXECUTE FUNCTION refuse_event();",
+    )
+    .execute(&app.db.pool)
+    .await
+    .expect("install the trigger");
+
+    let response = app.deliver(&customer_event(666)).await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "malformed event");
+    assert_eq!(app.db.count("webhook_events").await, 0);
+
+    assert_eq!(app.deliver(&customer_event(667)).await.status(), 200);
     assert_eq!(app.db.count("webhook_events").await, 1);
 }

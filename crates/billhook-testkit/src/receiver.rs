@@ -40,7 +40,7 @@ pub fn settings(database_url: &str) -> ReceiverSettings {
         request_head_timeout: Duration::from_secs(5),
         request_body_timeout: Duration::from_secs(10),
         keep_alive: Duration::from_secs(5),
-        max_connections: 1024,
+        http_max_connections: 1024,
         http_workers: Some(1),
         shutdown_timeout: Duration::from_secs(5),
         telemetry: TelemetrySettings {

@@ -205,3 +205,15 @@ fn print_table(letters: &[DeadLetter]) {
     }
     println!("{} dead letter(s)", letters.len());
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap checks its definition (unique ids, flags, defaults) only when a command line is
+    /// parsed: a clash would otherwise surface as a panic at the worker's start.
+    #[test]
+    fn the_worker_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -67,6 +67,9 @@ pub struct Envelope {
     pub object_id: Option<String>,
 }
 
+/// 9999-12-31T23:59:59Z in Unix seconds: the last `created` accepted.
+pub const LAST_CREATED: i64 = 253_402_300_799;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("body is not a JSON Stripe event: {0}")]
@@ -77,6 +80,9 @@ pub enum EnvelopeError {
     InvalidId,
     #[error("event type is empty or too long")]
     InvalidType,
+    /// Outside 1970-01-01 … 9999-12-31: no Stripe event, and PostgreSQL refuses some of it.
+    #[error("`created` is not a time Stripe can have sent")]
+    InvalidCreated,
     /// PostgreSQL text cannot hold U+0000, and Stripe never sends it.
     #[error("`{0}` holds a NUL character")]
     NulCharacter(&'static str),
@@ -192,6 +198,9 @@ impl Envelope {
         if raw.event_type.is_empty() || raw.event_type.len() > 255 {
             return Err(EnvelopeError::InvalidType);
         }
+        if !(0..=LAST_CREATED).contains(&raw.created) {
+            return Err(EnvelopeError::InvalidCreated);
+        }
         for (field, value) in [
             ("type", Some(&raw.event_type)),
             ("api_version", raw.api_version.as_ref()),
@@ -237,6 +246,28 @@ mod tests {
         assert_eq!(envelope.event_type, "customer.created");
         assert_eq!(envelope.account.as_deref(), Some("acct_1"));
         assert_eq!(envelope.object_id.as_deref(), Some("cus_1"));
+    }
+
+    #[test]
+    fn created_must_be_a_time_stripe_can_have_sent() {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&body("customer.created", "acct_1")).expect("JSON");
+        for (created, accepted) in [
+            (-1_i64, false),
+            (-210_866_803_201, false),
+            (0, true),
+            (LAST_CREATED, true),
+            (LAST_CREATED + 1, false),
+        ] {
+            event["created"] = created.into();
+            let body = serde_json::to_vec(&event).expect("JSON");
+            let parsed = Envelope::parse(&body).map(|e| e.created);
+            if accepted {
+                assert_eq!(parsed, Ok(created));
+            } else {
+                assert_eq!(parsed, Err(EnvelopeError::InvalidCreated), "{created}");
+            }
+        }
     }
 
     #[test]

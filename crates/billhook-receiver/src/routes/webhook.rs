@@ -49,6 +49,7 @@ impl WebhookError {
             Self::RateLimited => Outcome::RateLimited,
             Self::Timeout => Outcome::Unavailable,
             Self::Storage(e) if e.is_unavailable() => Outcome::Unavailable,
+            Self::Storage(e) if e.is_bad_data() => Outcome::Malformed,
             Self::Storage(_) => Outcome::Error,
         }
     }
