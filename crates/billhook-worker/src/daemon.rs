@@ -137,51 +137,77 @@ impl Daemon {
         };
 
         let base = (pool.clone(), metrics.clone(), backoff);
-        let restarts = RestartPolicy::new(settings.give_up_after);
+        let restarts = Arc::new(RestartPolicy::new(settings.give_up_after));
         let Jobs {
             process_event,
             notify_app,
             send_email,
             dunning_step,
         } = jobs;
-        let monitor = Monitor::new();
-        let monitor = register(
-            monitor,
-            &pool,
-            &settings,
-            &name,
-            shared(process_event, &base),
-        );
-        let monitor = register(monitor, &pool, &settings, &name, shared(notify_app, &base));
-        let monitor = register(monitor, &pool, &settings, &name, shared(send_email, &base));
-        let monitor = register(
-            monitor,
-            &pool,
-            &settings,
-            &name,
-            shared(dunning_step, &base),
-        )
-        .should_restart(move |worker, error| {
-            // A fresh name per restart (see `register`), so jobs the failed instance held
-            // come back through the heartbeat instead of staying Running.
-            tracing::error!(worker = %worker.name(), restarts = worker.restarts(), error = %error,
-                    "worker stopped with an error; restarting it");
-            restarts.should_restart(worker.name())
-        })
-        .shutdown_timeout(settings.shutdown_timeout);
+        // One monitor per job kind, each on a task of its own. apalis polls all the workers of
+        // a monitor from one task, and the restart policy's pause blocks that task: with one
+        // monitor, a kind restarting after a database outage froze every other kind's
+        // in-flight jobs, their deadlines and their heartbeats (so other workers took their
+        // jobs over), and the pauses of four kinds together left almost no time to run at all.
+        let monitors = [
+            monitor(
+                &pool,
+                &settings,
+                &name,
+                shared(process_event, &base),
+                &restarts,
+            ),
+            monitor(
+                &pool,
+                &settings,
+                &name,
+                shared(notify_app, &base),
+                &restarts,
+            ),
+            monitor(
+                &pool,
+                &settings,
+                &name,
+                shared(send_email, &base),
+                &restarts,
+            ),
+            monitor(
+                &pool,
+                &settings,
+                &name,
+                shared(dunning_step, &base),
+                &restarts,
+            ),
+        ];
         tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
-        let (stopping_tx, mut stopping) = tokio::sync::oneshot::channel::<()>();
-        let result = monitor
-            .run_with_signal(async move {
-                shutdown.await;
-                tracing::info!("finishing in-flight jobs");
-                let _ = stopping_tx.send(());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut running = tokio::task::JoinSet::new();
+        for monitor in monitors {
+            let mut stop = stop_rx.clone();
+            running.spawn(monitor.run_with_signal(async move {
+                let _ = stop.wait_for(|stop| *stop).await;
                 Ok(())
-            })
-            .await;
-        // The monitor also ends when its workers gave up; that must not look like a clean stop,
+            }));
+        }
+        tokio::pin!(shutdown);
+        let mut result = Ok(());
+        let asked_to_stop = tokio::select! {
+            () = &mut shutdown => true,
+            // A monitor ends early only when its worker gave up: stop the others too.
+            Some(ended) = running.join_next() => {
+                result = flatten(ended);
+                false
+            }
+        };
+        if asked_to_stop {
+            tracing::info!("finishing in-flight jobs");
+        }
+        let _ = stop_tx.send(true);
+        while let Some(ended) = running.join_next().await {
+            result = result.and(flatten(ended));
+        }
+        // A monitor also ends when its worker gave up; that must not look like a clean stop,
         // so a supervisor (systemd, compose, Kubernetes) restarts the process.
-        let asked_to_stop = stopping.try_recv().is_ok();
         retention.abort();
         admin_handle.stop(true).await;
         let _ = admin_task.await;
@@ -208,6 +234,36 @@ fn shared<K: JobKind>(
         metrics: metrics.clone(),
         backoff: *backoff,
     })
+}
+
+/// The monitor of one job kind: its worker, the shared restart policy, the shutdown timeout.
+fn monitor<K: JobKind>(
+    pool: &PgPool,
+    settings: &RunSettings,
+    process: &str,
+    runner: Arc<Runner<K>>,
+    restarts: &Arc<RestartPolicy>,
+) -> Monitor {
+    let restarts = Arc::clone(restarts);
+    register(Monitor::new(), pool, settings, process, runner)
+        .should_restart(move |worker, error| {
+            // A fresh name per restart (see `register`), so jobs the failed instance held
+            // come back through the heartbeat instead of staying Running.
+            tracing::error!(worker = %worker.name(), restarts = worker.restarts(), error = %error,
+                    "worker stopped with an error; restarting it");
+            restarts.should_restart(worker.name())
+        })
+        .shutdown_timeout(settings.shutdown_timeout)
+}
+
+/// A monitor's end as one result: its own error, or its task's panic.
+fn flatten(
+    ended: Result<Result<(), apalis::prelude::MonitorError>, tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match ended {
+        Ok(result) => result.context("worker failed"),
+        Err(e) => Err(anyhow::Error::new(e).context("a worker task panicked")),
+    }
 }
 
 /// Adds the apalis worker for one job kind to the monitor.

@@ -413,3 +413,53 @@ async fn smtp_credentials_are_used_and_refused_ones_dead_letter_the_email() {
         worker.stop().await.expect("clean stop");
     }
 }
+
+/// Two runs of one SendEmail job at once (apalis hands a job to a second worker when the
+/// first one's heartbeat lapses, even if it is alive and only slow): one sends, the other
+/// waits and finds the email sent. The server gets the message once.
+#[tokio::test]
+async fn two_runs_of_one_email_job_at_once_send_it_once() {
+    use billhook_worker::email::SendEmail;
+    use billhook_worker::email::job::SendEmailJob;
+    use billhook_worker::runner::JobKind as _;
+
+    let db = TestDatabase::new().await;
+    let sink = SmtpSink::start().await;
+    let settings = settings_with_smtp(sink.port);
+    enqueue(
+        &db.pool,
+        Template::PaymentReceipt,
+        "pi_twice",
+        Some("jenny@example.com"),
+        data(),
+    )
+    .await;
+    let email_id: String = sqlx::query_scalar("SELECT id FROM emails")
+        .fetch_one(&db.pool)
+        .await
+        .expect("the email");
+    let job = SendEmailJob::new(db.pool.clone(), &settings.email).expect("job");
+    let args = || SendEmail::V1 {
+        email_id: email_id.clone(),
+        event_id: None,
+    };
+
+    let (first, second) = tokio::join!(job.run(args()), job.run(args()));
+    let failed: Vec<_> = [&first, &second]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert!(failed.len() <= 1, "{first:?} {second:?}");
+    assert!(failed.iter().all(|e| e.is_retryable()));
+    // The run that waited, run again later, finds nothing to do.
+    job.run(args()).await.expect("already sent");
+
+    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
+    assert_eq!(
+        db.count("emails WHERE status = 'sent' AND attempts = 1")
+            .await,
+        1
+    );
+}

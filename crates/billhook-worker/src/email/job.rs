@@ -25,6 +25,9 @@ use crate::runner::{JobError, JobKind};
 pub struct SendEmailJob {
     pool: PgPool,
     transport: Transport,
+    /// How long one run holds the email while sending: the whole SMTP deadline, then the
+    /// patience for recording the delivery, with a margin.
+    lease: Duration,
     sender: Sender,
     templates: Option<PathBuf>,
 }
@@ -34,6 +37,7 @@ impl SendEmailJob {
         Ok(Self {
             pool,
             transport: Transport::from_settings(settings)?,
+            lease: settings.smtp_timeout + MARK_SENT_PATIENCE + Duration::from_secs(5),
             sender: Sender::from_settings(settings)?,
             templates: settings.templates.clone(),
         })
@@ -89,6 +93,22 @@ impl JobKind for SendEmailJob {
             .sender
             .message(&email_id, &recipient, &rendered)
             .map_err(permanent)?;
+        if !claim(&self.pool, &email_id, self.lease).await? {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM emails WHERE id = $1")
+                    .bind(&email_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if matches!(status.as_deref(), Some("sent" | "skipped")) {
+                tracing::info!("email finished by another run; nothing to send");
+                return Ok(());
+            }
+            // Another run of this job is sending it right now (or was, and died: the lease
+            // runs out). Retried with backoff; by then the email is sent or free again.
+            return Err(JobError::Retryable(anyhow::anyhow!(
+                "another run of this job is sending the email; trying again later"
+            )));
+        }
         match self.transport.send(message).await {
             Ok(delivered) => {
                 // The server has the message: record that before anything else (even QUIT), so
@@ -100,7 +120,8 @@ impl JobKind for SendEmailJob {
             }
             Err(error) => {
                 sqlx::query(
-                    "UPDATE emails SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                    "UPDATE emails SET attempts = attempts + 1, last_error = $2, sending_until = NULL
+                      WHERE id = $1",
                 )
                 .bind(&email_id)
                 .bind(format!("{error:#}"))
@@ -136,6 +157,21 @@ impl JobKind for SendEmailJob {
     }
 }
 
+/// Takes the email for one run, for `lease`; false when another run holds it or it is no
+/// longer pending.
+async fn claim(pool: &PgPool, email_id: &str, lease: Duration) -> Result<bool, JobError> {
+    let claimed = sqlx::query(
+        "UPDATE emails SET sending_until = now() + make_interval(secs => $2)
+          WHERE id = $1 AND status NOT IN ('sent', 'skipped')
+            AND (sending_until IS NULL OR sending_until < now())",
+    )
+    .bind(email_id)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
 /// How long [`mark_sent`] keeps trying while the database is out of reach: long enough for a
 /// restart or a failover, so that a delivered message is not sent again.
 const MARK_SENT_PATIENCE: Duration = Duration::from_secs(30);
@@ -148,7 +184,7 @@ async fn mark_sent(pool: &PgPool, email_id: &str, subject: &str) -> Result<(), J
     loop {
         let result = sqlx::query(
             "UPDATE emails SET status = 'sent', sent_at = now(), attempts = attempts + 1,
-                    subject = $2, message_id = $3, last_error = NULL
+                    subject = $2, message_id = $3, last_error = NULL, sending_until = NULL
               WHERE id = $1",
         )
         .bind(email_id)
