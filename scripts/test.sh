@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one test command (README and CI): formatting, lints, then every test of the workspace
-# against a real PostgreSQL server. Arguments are passed on to `cargo test`, e.g.
+# The one test command (README and CI): formatting, lints, every test of the workspace against
+# a real PostgreSQL server, then the fault suite's quick mode (scripts/chaos.sh --quick). Arguments are passed on to `cargo test`, e.g.
 #   scripts/test.sh -p billhook-receiver
 # Tests make a database of their own per test (billhook_test_*) on the server named by
 # BILLHOOK_TEST_DATABASE_URL; this script picks that server (see scripts/lib/pg.sh).
@@ -110,6 +110,13 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 # A hung test must fail the run, not eat CI's whole budget.
 step tests timeout "${BILLHOOK_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast "$@"
+# The fault suite's quick mode (about 3 minutes): the real binaries on a private PostgreSQL
+# cluster, with workers killed, PostgreSQL restarted, SMTP and the application down or silent
+# (scripts/chaos/README.md). Skipped when test.sh is given cargo test arguments (a narrowed run)
+# or with BILLHOOK_SKIP_CHAOS=1.
+if [ $# -eq 0 ] && [ "${BILLHOOK_SKIP_CHAOS:-0}" != 1 ]; then
+  step chaos timeout 900 scripts/chaos.sh --quick
+fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
   section "scripts/test.sh: FAILED: ${failed[*]} ($((SECONDS - started)) s)"
