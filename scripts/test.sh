@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README and CI): formatting, lints, every test of the workspace against
-# a real PostgreSQL server, then the fault suite's quick mode (scripts/chaos.sh --quick). Arguments are passed on to `cargo test`, e.g.
+# a real PostgreSQL server, then the fault suite's quick mode (scripts/chaos.sh --quick).
+# Arguments are passed on to `cargo test` (and skip the fault suite), e.g.
 #   scripts/test.sh -p billhook-receiver
 # Tests make a database of their own per test (billhook_test_*) on the server named by
 # BILLHOOK_TEST_DATABASE_URL; this script picks that server (see scripts/lib/pg.sh).
