@@ -112,3 +112,53 @@ impl StripeApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::StripeApi;
+
+    /// An answer whose headers arrive and whose body never finishes: the call still ends at
+    /// its deadline (reqwest's timeout covers the whole exchange, body included), as a
+    /// retryable failure.
+    #[tokio::test]
+    async fn an_answer_that_never_finishes_fails_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = tokio::spawn(async move {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0_u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
+                .await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let base = format!("http://{address}/").parse().expect("URL");
+        let api = StripeApi::new(
+            base,
+            "sk_test_deadline".to_owned().into(),
+            Duration::from_secs(1),
+        )
+        .expect("client");
+
+        let result = tokio::time::timeout(
+            Duration::from_secs(30),
+            api.retrieve("/v1/invoices/in_1", None),
+        )
+        .await
+        .expect("the call ends at its deadline, not when the server finishes");
+
+        let error = result.expect_err("the answer never finished");
+        assert!(error.is_retryable(), "{error}");
+        assert!(!format!("{error}").contains("sk_test_deadline"));
+        server.abort();
+    }
+}
