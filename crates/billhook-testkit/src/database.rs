@@ -1,7 +1,8 @@
 //! A database of its own for every test, created on the server named by
 //! `BILLHOOK_TEST_DATABASE_URL` (else `DATABASE_URL`, else the local server at
-//! 127.0.0.1:5432 as user postgres). Names start with `billhook_test_`; scripts/test.sh drops
-//! the ones a previous run left.
+//! 127.0.0.1:5432 as user postgres). Names start with `billhook_test_`. A test's database is
+//! dropped when its `TestDatabase` is (also when the test fails: unwinding drops it);
+//! scripts/test.sh drops the ones an interrupted run left.
 
 use std::time::Duration;
 
@@ -67,5 +68,31 @@ impl TestDatabase {
             .fetch_one(&self.pool)
             .await
             .unwrap_or_else(|e| panic!("count {from}: {e}"))
+    }
+}
+
+impl Drop for TestDatabase {
+    /// Drops the database on a thread of its own (a `Drop` cannot await, and the test's
+    /// runtime may be the current-thread kind), forcing out connections still open.
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        let server = server_url();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&server).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()?;
+                admin.close().await.ok()
+            })
+        });
+        let _ = dropped.join();
     }
 }
