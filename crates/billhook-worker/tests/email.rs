@@ -414,11 +414,12 @@ async fn smtp_credentials_are_used_and_refused_ones_dead_letter_the_email() {
     }
 }
 
-/// Two runs of one SendEmail job at once (apalis hands a job to a second worker when the
-/// first one's heartbeat lapses, even if it is alive and only slow): one sends, the other
-/// waits and finds the email sent. The server gets the message once.
+/// A run of a SendEmail job that finds another run holding the email (apalis hands a job to a
+/// second worker when the first one's heartbeat lapses, even if it is alive and only slow)
+/// waits for it instead of sending too; a lease left by a run that died has run out and is
+/// taken over.
 #[tokio::test]
-async fn two_runs_of_one_email_job_at_once_send_it_once() {
+async fn a_run_waits_while_another_run_holds_the_email_and_takes_over_a_lapsed_lease() {
     use billhook_worker::email::SendEmail;
     use billhook_worker::email::job::SendEmailJob;
     use billhook_worker::runner::JobKind as _;
@@ -426,37 +427,74 @@ async fn two_runs_of_one_email_job_at_once_send_it_once() {
     let db = TestDatabase::new().await;
     let sink = SmtpSink::start().await;
     let settings = settings_with_smtp(sink.port);
-    enqueue(
-        &db.pool,
-        Template::PaymentReceipt,
-        "pi_twice",
-        Some("jenny@example.com"),
-        data(),
-    )
-    .await;
-    let email_id: String = sqlx::query_scalar("SELECT id FROM emails")
-        .fetch_one(&db.pool)
+    for source in ["pi_held", "pi_lapsed"] {
+        enqueue(
+            &db.pool,
+            Template::PaymentReceipt,
+            source,
+            Some("jenny@example.com"),
+            data(),
+        )
+        .await;
+    }
+    let id_of = |source: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT id FROM emails WHERE source = $1")
+                .bind(source)
+                .fetch_one(&pool)
+                .await
+                .expect("the email")
+        }
+    };
+    let (held, lapsed) = (id_of("pi_held").await, id_of("pi_lapsed").await);
+    sqlx::query("UPDATE emails SET sending_until = now() + interval '1 minute' WHERE id = $1")
+        .bind(&held)
+        .execute(&db.pool)
         .await
-        .expect("the email");
-    let job = SendEmailJob::new(db.pool.clone(), &settings.email).expect("job");
-    let args = || SendEmail::V1 {
-        email_id: email_id.clone(),
-        event_id: None,
+        .expect("another run holds it");
+    sqlx::query("UPDATE emails SET sending_until = now() - interval '1 second' WHERE id = $1")
+        .bind(&lapsed)
+        .execute(&db.pool)
+        .await
+        .expect("a dead run held it");
+    let job =
+        std::sync::Arc::new(SendEmailJob::new(db.pool.clone(), &settings.email).expect("job"));
+    let run = |email_id: String| {
+        let job = job.clone();
+        async move {
+            job.run(SendEmail::V1 {
+                email_id,
+                event_id: None,
+            })
+            .await
+        }
     };
 
-    let (first, second) = tokio::join!(job.run(args()), job.run(args()));
-    first.expect("one run sends");
-    second.expect("the other waits, then finds it sent");
-    job.run(args())
+    let waiting = tokio::spawn(run(held.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sink.messages().is_empty(), "sent while another run held it");
+    // The other run finishes: the waiting one finds the email sent and sends nothing.
+    sqlx::query("UPDATE emails SET status = 'sent', sending_until = NULL WHERE id = $1")
+        .bind(&held)
+        .execute(&db.pool)
         .await
-        .expect("a later run finds nothing to do");
+        .expect("the other run's mark");
+    waiting
+        .await
+        .expect("the run ends")
+        .expect("nothing left to do");
+    assert!(sink.messages().is_empty());
 
-    assert_eq!(sink.wait_for(1, WAIT).await.len(), 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
+    run(lapsed.clone())
+        .await
+        .expect("the lapsed lease is taken over");
+    let messages = sink.wait_for(1, WAIT).await;
+    assert_eq!(messages.len(), 1);
     assert_eq!(
         db.count("emails WHERE status = 'sent' AND attempts = 1")
             .await,
-        1
+        1,
+        "the lapsed one, sent by its first run"
     );
 }
