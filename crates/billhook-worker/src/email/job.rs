@@ -133,7 +133,7 @@ impl JobKind for SendEmailJob {
         match self.transport.send(message).await {
             Ok(delivered) => {
                 // The server has the message: record that before anything else (even QUIT), so
-                // that a crash from here on cannot make a retry send it again.
+                // that only a crash during this one statement can make a retry send it again.
                 mark_sent(&self.pool, &email_id, &rendered.subject).await?;
                 tracing::info!(template = template.name(), destination = %delivered.destination, "email sent");
                 delivered.close().await;
