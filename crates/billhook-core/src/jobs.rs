@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
+use crate::db::errors::{self, Class};
 use crate::stripe::EventId;
 
 /// Queue of [`ProcessEvent`] jobs.
@@ -55,6 +56,17 @@ pub enum EnqueueError {
     Encode(#[from] serde_json::Error),
     #[error("cannot insert the job")]
     Insert(#[from] apalis_postgres::Error),
+}
+
+impl EnqueueError {
+    /// The class of the database error behind a failed insert ([`crate::db::errors`]); an
+    /// argument that does not encode, or any other failure, is [`Class::Other`].
+    pub fn database_class(&self) -> Class {
+        match self {
+            Self::Insert(apalis_postgres::Error::Database(e)) => errors::classify(e),
+            Self::Insert(_) | Self::Encode(_) => Class::Other,
+        }
+    }
 }
 
 /// Enqueues one `ProcessEvent` per event inside the caller's transaction, in one statement,

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix_web::web::Bytes;
-use billhook_core::db::errors;
+use billhook_core::db::errors::{self, Class};
 use billhook_core::jobs::{self, EnqueueError, TracingContext};
 use billhook_core::stripe::{Envelope, Verified};
 use sqlx::{PgConnection, PgPool};
@@ -48,31 +48,27 @@ pub enum IngestError {
 }
 
 impl IngestError {
-    /// True when PostgreSQL refused the delivery's data itself (a value out of range, an
-    /// entry too large): the request is malformed, and sending it again cannot help.
-    pub fn is_bad_data(&self) -> bool {
+    /// What the database said, if it was the database ([`errors::classify`]). The writers
+    /// having stopped counts as unavailable.
+    fn class(&self) -> Class {
         match self {
-            Self::Database(e) => errors::is_permanent(e),
-            Self::Enqueue(EnqueueError::Insert(apalis_postgres::Error::Database(e))) => {
-                errors::is_permanent(e)
-            }
-            Self::Batch(e) => e.is_bad_data(),
-            Self::Enqueue(_) | Self::Stopped => false,
+            Self::Database(e) => errors::classify(e),
+            Self::Enqueue(e) => e.database_class(),
+            Self::Batch(e) => e.class(),
+            Self::Stopped => Class::Unavailable,
         }
     }
 
     /// True when a retry may cure it: the database was down, restarting, out of connections,
-    /// or dropped the connection ([`errors::classify`]). The receiver answers 503 then.
+    /// or dropped the connection. The receiver answers 503 then.
     pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::Database(e) => errors::is_unavailable(e),
-            Self::Enqueue(EnqueueError::Insert(apalis_postgres::Error::Database(e))) => {
-                errors::is_unavailable(e)
-            }
-            Self::Enqueue(_) => false,
-            Self::Batch(e) => e.is_unavailable(),
-            Self::Stopped => true,
-        }
+        self.class() == Class::Unavailable
+    }
+
+    /// True when PostgreSQL refused the delivery's data itself (a value out of range, an
+    /// entry too large): the request is malformed, and sending it again cannot help.
+    pub fn is_bad_data(&self) -> bool {
+        self.class() == Class::Permanent
     }
 }
 

@@ -118,7 +118,6 @@ impl Application {
         // kept-alive connection is closed. Past the connection limit, new connections wait in
         // the listen backlog. actix counts connections per worker thread.
         .client_request_timeout(settings.request_head_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
         .keep_alive(settings.keep_alive)
         .max_connections(
             (settings.http_max_connections as usize)

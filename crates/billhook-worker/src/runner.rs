@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
+use billhook_core::db::errors::{self, Class};
 use futures_util::FutureExt as _;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;
@@ -44,7 +45,7 @@ impl JobError {
 /// range, an index entry too large): retrying that for hours only delays the dead letter.
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
-        if billhook_core::db::errors::is_permanent(&e) {
+        if errors::is_permanent(&e) {
             Self::Permanent(e.into())
         } else {
             Self::Retryable(e.into())
@@ -59,9 +60,7 @@ impl From<billhook_core::jobs::EnqueueError> for JobError {
         use billhook_core::jobs::EnqueueError;
         match e {
             EnqueueError::Encode(_) => Self::Permanent(e.into()),
-            EnqueueError::Insert(apalis_postgres::Error::Database(ref db))
-                if billhook_core::db::errors::is_permanent(db) =>
-            {
+            EnqueueError::Insert(_) if e.database_class() == Class::Permanent => {
                 Self::Permanent(e.into())
             }
             EnqueueError::Insert(_) => Self::Retryable(e.into()),
