@@ -1,8 +1,10 @@
-//! Job types and how they are enqueued. Jobs carry ids, never payloads: the stored event is
-//! the source of truth and a job can always be rebuilt from `webhook_events`. Each job kind has
-//! its own queue, named here once so the receiver and the worker cannot disagree.
+//! Jobs and how they are enqueued. Jobs carry ids, never payloads: the stored event is the
+//! source of truth and a job can always be rebuilt from `webhook_events`. Each job's argument
+//! type names its queue ([`Job`]), so a job can only be pushed onto its own queue; the
+//! receiver's [`ProcessEvent`] is defined here, the worker's follow-up jobs in its `queue`
+//! module.
 //!
-//! apalis appears here only through `push_tasks` (in [`push_job`] and [`push_process_events`]),
+//! apalis appears here only through `push_tasks` (in [`push`] and [`push_process_events`]),
 //! which writes inside the caller's transaction: the row a job is about and the job commit or
 //! roll back together.
 
@@ -12,6 +14,7 @@ use apalis::layers::tracing::OtelTraceContext;
 use apalis::prelude::TaskBuilder;
 use apalis_postgres::PgTask;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
@@ -21,14 +24,19 @@ use crate::stripe::EventId;
 /// Queue of [`ProcessEvent`] jobs.
 pub const PROCESS_EVENT_QUEUE: &str = "billhook.process_event";
 
-/// Queue of the worker's NotifyApp jobs: one notice to the host application each.
-pub const NOTIFY_APP_QUEUE: &str = "billhook.notify_app";
+/// A job's argument. The type names the job's queue, so [`push`] cannot put it on another
+/// kind's queue, and its kind, the stable name in metrics, failures and dead letters.
+/// Arguments are versioned enums (`#[serde(tag = "v")]`): a job written by an older release
+/// still decodes.
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    const QUEUE: &'static str;
+    const KIND: &'static str;
+}
 
-/// Queue of SendEmail jobs.
-pub const SEND_EMAIL_QUEUE: &str = "billhook.send_email";
-
-/// Queue of DunningStep jobs.
-pub const DUNNING_STEP_QUEUE: &str = "billhook.dunning_step";
+impl Job for ProcessEvent {
+    const QUEUE: &'static str = PROCESS_EVENT_QUEUE;
+    const KIND: &'static str = "process_event";
+}
 
 /// Apply one stored Stripe event. The payload stays in `webhook_events`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +104,7 @@ pub fn trace_context() -> TracingContext {
     OtelTraceContext::current().into()
 }
 
-/// Enqueues one job on `queue` inside the caller's transaction: commit keeps the caller's rows
+/// Enqueues one job on its queue (`J::QUEUE`) inside the caller's transaction: commit keeps the caller's rows
 /// and the job, rollback removes both. The current span's trace context rides in the job's
 /// metadata so the worker's span continues the caller's trace.
 ///
@@ -104,10 +112,9 @@ pub fn trace_context() -> TracingContext {
 /// key fails (and with it the caller's transaction), so callers push once per key. `run_at`
 /// schedules the job; apalis keeps whole seconds, so it is rounded up and the job never
 /// starts before it. `None` is due now.
-pub async fn push_job<T: Serialize + ?Sized>(
+pub async fn push<J: Job>(
     conn: &mut PgConnection,
-    queue: &str,
-    args: &T,
+    args: &J,
     idempotency_key: &str,
     max_attempts: u32,
     run_at: Option<DateTime<Utc>>,
@@ -119,7 +126,7 @@ pub async fn push_job<T: Serialize + ?Sized>(
         run_at,
         &trace_context(),
     )?;
-    apalis_postgres::queries::push_tasks(conn, queue, vec![task]).await?;
+    apalis_postgres::queries::push_tasks(conn, J::QUEUE, vec![task]).await?;
     Ok(())
 }
 

@@ -6,13 +6,14 @@ use billhook_core::jobs::ProcessEvent;
 use billhook_core::stripe::EventId;
 use billhook_core::stripe::{Envelope, Verified, event_types};
 use billhook_receiver::ingest::{self, Delivery};
-use billhook_worker::billing::{Context, LedgerRule};
+use billhook_worker::billing::context::Context;
+use billhook_worker::billing::job::ProcessEventJob;
+use billhook_worker::billing::ledger::LedgerRule;
+use billhook_worker::billing::metrics::EventMetrics;
 use billhook_worker::dunning::{Dunning, DunningSettings};
 use billhook_worker::email::Mailer;
-use billhook_worker::jobs::process_event::ProcessEventJob;
-use billhook_worker::metrics::Metrics;
 use billhook_worker::notify::Outbox;
-use billhook_worker::runner::{JobError, JobKind as _};
+use billhook_worker::queue::{JobError, JobKind as _};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -44,7 +45,7 @@ impl Applier {
             pool: pool.clone(),
             job: ProcessEventJob {
                 pool: pool.clone(),
-                metrics: Metrics::new(),
+                metrics: EventMetrics::new(),
                 context,
             },
         }

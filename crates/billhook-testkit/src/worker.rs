@@ -4,9 +4,10 @@
 use std::time::{Duration, Instant};
 
 use billhook_worker::daemon::Daemon;
+use billhook_worker::daemon::settings::RunSettings;
 use billhook_worker::notify::settings::NotifySettings;
 use billhook_worker::notify::sign::SigningKey;
-use billhook_worker::settings::RunSettings;
+use billhook_worker::queue::QueueSettings;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,16 +17,18 @@ use tokio::task::JoinHandle;
 pub fn settings() -> RunSettings {
     RunSettings {
         admin_listen: "127.0.0.1:0".into(),
-        concurrency: 4,
-        batch_size: 10,
-        poll_interval: Duration::from_millis(100),
-        heartbeat_interval: Duration::from_secs(1),
-        missed_heartbeats: 2,
-        retry_base: Duration::from_millis(100),
-        retry_max: Duration::from_millis(500),
-        shutdown_timeout: Duration::from_secs(10),
-        job_retention: Duration::from_secs(7 * 24 * 3600),
-        give_up_after: Duration::from_secs(300),
+        queue: QueueSettings {
+            concurrency: 4,
+            batch_size: 10,
+            poll_interval: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_secs(1),
+            missed_heartbeats: 2,
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_millis(500),
+            shutdown_timeout: Duration::from_secs(10),
+            job_retention: Duration::from_secs(7 * 24 * 3600),
+            give_up_after: Duration::from_secs(300),
+        },
         notify: NotifySettings {
             url: None,
             secret: None,

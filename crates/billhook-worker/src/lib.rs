@@ -1,24 +1,22 @@
 //! billhook-worker: the daemon that applies stored Stripe events exactly once, and the
-//! operator's commands around it (migrate, requeue, dead letters).
+//! operator's commands around it (migrate, requeue, dead letters, ledger, orders, dunning).
 //!
-//! Errors: job handlers return `runner::JobError` (retryable or permanent); commands and
+//! - [`queue`]: the job queue (apalis on PostgreSQL, behind this one module): job kinds,
+//!   enqueueing, the runner, retries, dead letters and requeue, retention, restarts;
+//! - [`billing`]: applying an event to the mirror and the business state (ProcessEvent);
+//! - [`email`], [`notify`], [`dunning`]: the follow-up work an event sets off, each a job kind;
+//! - [`stripe`]: what every feature knows about Stripe (both API shapes, money, the API);
+//! - [`daemon`]: `billhook-worker run`, its settings, admin listener and metrics;
+//! - [`cli`]: the command line.
+//!
+//! Errors: job handlers return [`queue::JobError`] (retryable or permanent); commands and
 //! set-up return `anyhow::Result`.
 
-pub mod admin;
-pub mod audit;
 pub mod billing;
-pub mod billing_cli;
 pub mod cli;
 pub mod daemon;
-pub mod dead_letter;
 pub mod dunning;
 pub mod email;
-pub mod events;
-pub mod jobs;
-pub mod metrics;
 pub mod notify;
-pub mod restart;
-pub mod retention;
-pub mod runner;
-pub mod settings;
-pub mod stripe_api;
+pub mod queue;
+pub mod stripe;

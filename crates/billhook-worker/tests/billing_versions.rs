@@ -7,8 +7,9 @@ use billhook_testkit::billing::{self, Applier};
 use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::scenarios::{ORDER_REFERENCE, SESSION, SUBSCRIPTION, Scenario};
 use billhook_testkit::stripe_api::StripeStandIn;
+use billhook_worker::billing::context::Context;
+use billhook_worker::billing::ledger::LedgerRule;
 use billhook_worker::billing::settings::BillingSettings;
-use billhook_worker::billing::{Context, LedgerRule};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 

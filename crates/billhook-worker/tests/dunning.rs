@@ -10,7 +10,7 @@ use billhook_testkit::smtp::SmtpSink;
 use billhook_testkit::stripe_api::StripeStandIn;
 use billhook_testkit::worker::{settings_with_smtp, wait_for_count};
 use billhook_testkit::{TestReceiver, TestWorker};
-use billhook_worker::settings::RunSettings;
+use billhook_worker::daemon::settings::RunSettings;
 use secrecy::SecretString;
 use serde_json::Value;
 

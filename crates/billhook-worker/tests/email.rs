@@ -9,8 +9,8 @@ use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::smtp::{SmtpSink, free_port};
 use billhook_testkit::worker::{settings, settings_with_smtp, wait_for_count};
 use billhook_testkit::{TestDatabase, TestReceiver, TestWorker};
-use billhook_worker::dead_letter::{self, Selection};
 use billhook_worker::email::{Mailer, NewEmail, Template};
+use billhook_worker::queue::dead_letter::{self, Selection};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -420,9 +420,9 @@ async fn smtp_credentials_are_used_and_refused_ones_dead_letter_the_email() {
 /// taken over.
 #[tokio::test]
 async fn a_run_waits_while_another_run_holds_the_email_and_takes_over_a_lapsed_lease() {
-    use billhook_worker::email::SendEmail;
     use billhook_worker::email::job::SendEmailJob;
-    use billhook_worker::runner::JobKind as _;
+    use billhook_worker::queue::JobKind as _;
+    use billhook_worker::queue::jobs::SendEmail;
 
     let db = TestDatabase::new().await;
     let sink = SmtpSink::start().await;

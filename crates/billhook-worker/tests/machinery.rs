@@ -8,9 +8,8 @@ use std::time::Duration;
 use apalis::prelude::{Monitor, TaskBuilder};
 use billhook_testkit::TestDatabase;
 use billhook_testkit::worker::{settings, wait_for_count};
-use billhook_worker::daemon::register;
-use billhook_worker::metrics::Metrics;
-use billhook_worker::runner::{Backoff, JobError, JobKind, Runner};
+use billhook_worker::queue::workers::register;
+use billhook_worker::queue::{Backoff, Job, JobError, JobKind, QueueMetrics, Runner};
 use sqlx::PgPool;
 
 /// Panics on the runs whose number (1-based) is in `panic_on`; succeeds otherwise.
@@ -19,15 +18,18 @@ struct Flaky {
     panic_on: Vec<usize>,
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct FlakyArgs {
     #[allow(dead_code)]
     n: u32,
 }
 
-impl JobKind for Flaky {
+impl Job for FlakyArgs {
     const KIND: &'static str = "flaky";
     const QUEUE: &'static str = "billhook.test.flaky";
+}
+
+impl JobKind for Flaky {
     type Args = FlakyArgs;
 
     fn event_id(_: &serde_json::Value) -> Option<String> {
@@ -59,7 +61,7 @@ async fn push(pool: &PgPool, n: u32, max_attempts: usize) {
     let task = TaskBuilder::new(serde_json::to_vec(&serde_json::json!({ "n": n })).expect("json"))
         .max_attempts(max_attempts)
         .build();
-    apalis_postgres::queries::push_tasks(&mut *conn, Flaky::QUEUE, vec![task])
+    apalis_postgres::queries::push_tasks(&mut *conn, FlakyArgs::QUEUE, vec![task])
         .await
         .expect("push");
 }
@@ -71,13 +73,13 @@ async fn run_flaky(db: &TestDatabase, panic_on: Vec<usize>) -> tokio::sync::ones
             panic_on,
         },
         pool: db.pool.clone(),
-        metrics: Metrics::new(),
+        metrics: QueueMetrics::new(),
         backoff: Backoff {
             base: Duration::from_millis(50),
             max: Duration::from_millis(200),
         },
     });
-    let monitor = register(Monitor::new(), &db.pool, &settings(), "test", runner);
+    let monitor = register(Monitor::new(), &db.pool, &settings().queue, "test", runner);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(monitor.run_with_signal(async {
         let _ = rx.await;

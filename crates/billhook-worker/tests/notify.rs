@@ -11,9 +11,10 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use billhook_testkit::worker::{settings, settings_with_notify, wait_for_count};
 use billhook_testkit::{TestDatabase, TestWorker};
-use billhook_worker::notify::job::{NotifyApp, NotifyAppJob};
+use billhook_worker::notify::job::NotifyAppJob;
 use billhook_worker::notify::{Notice, Outbox};
-use billhook_worker::runner::JobKind as _;
+use billhook_worker::queue::JobKind as _;
+use billhook_worker::queue::jobs::NotifyApp;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 

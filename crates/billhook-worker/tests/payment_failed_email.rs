@@ -3,11 +3,12 @@
 //! when the invoice's failure arrives meanwhile, the email is withdrawn and the invoice's dunning
 //! run tells the customer instead.
 
-use billhook_core::jobs::SEND_EMAIL_QUEUE;
+use billhook_core::jobs::Job as _;
 use billhook_testkit::TestDatabase;
 use billhook_testkit::billing::{self, Applier};
 use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::scenarios::{CUSTOMER, RENEWAL_INVOICE, Scenario};
+use billhook_worker::queue::jobs::SendEmail;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -32,7 +33,7 @@ async fn payment_failed_email(pool: &PgPool) -> (String, f64) {
            FROM emails e JOIN apalis.jobs j ON j.idempotency_key = e.id AND j.job_type = $1
           WHERE e.template = 'payment_failed'",
     )
-    .bind(SEND_EMAIL_QUEUE)
+    .bind(SendEmail::QUEUE)
     .fetch_one(pool)
     .await
     .expect("one payment_failed email with its job")

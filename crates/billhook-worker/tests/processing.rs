@@ -6,7 +6,7 @@ use std::time::Duration;
 use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::worker::wait_for_count;
 use billhook_testkit::{TestReceiver, TestWorker};
-use billhook_worker::dead_letter::{self, Selection};
+use billhook_worker::queue::dead_letter::{self, Selection};
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);

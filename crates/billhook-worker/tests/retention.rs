@@ -19,7 +19,7 @@ async fn only_finished_jobs_older_than_the_retention_are_deleted() {
     .expect("seed jobs");
 
     let deleted =
-        billhook_worker::retention::sweep(&db.pool, Duration::from_secs(7 * 24 * 3600), 100)
+        billhook_worker::queue::retention::sweep(&db.pool, Duration::from_secs(7 * 24 * 3600), 100)
             .await
             .expect("sweep");
 

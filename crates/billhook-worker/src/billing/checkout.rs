@@ -4,10 +4,14 @@
 use serde_json::json;
 use sqlx::PgConnection;
 
+use super::context::Context;
+use super::effects;
+use super::event::{Applied, Event};
 use super::order::{self, Keys, NewOrder};
+use super::upsert::{OnConflict, Upsert};
 use super::version::{self, Table};
-use super::{Applied, Context, Event, fields};
-use crate::runner::JobError;
+use crate::queue::JobError;
+use crate::stripe::fields;
 
 pub async fn apply(
     conn: &mut PgConnection,
@@ -29,44 +33,39 @@ pub async fn apply(
     let payment_intent = fields::id_at(object, "payment_intent");
     let amount = fields::i64_at(object, "amount_total");
     let currency = fields::str_at(object, "currency");
-    let written: Option<String> = sqlx::query_scalar(
-        "INSERT INTO checkout_sessions AS c (id, mode, status, payment_status, customer_id, customer_email,
-             client_reference_id, order_reference, payment_intent_id, subscription_id, invoice_id,
-             amount_total, currency, livemode, object, stripe_version, object_time, last_event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, to_timestamp($16), $17, $18)
-         ON CONFLICT (id) DO UPDATE SET
-           mode = EXCLUDED.mode, status = EXCLUDED.status, payment_status = EXCLUDED.payment_status,
-           customer_id = EXCLUDED.customer_id, customer_email = EXCLUDED.customer_email,
-           client_reference_id = EXCLUDED.client_reference_id, order_reference = EXCLUDED.order_reference,
-           payment_intent_id = EXCLUDED.payment_intent_id, subscription_id = EXCLUDED.subscription_id,
-           invoice_id = EXCLUDED.invoice_id, amount_total = EXCLUDED.amount_total,
-           currency = EXCLUDED.currency, object = EXCLUDED.object,
-           stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()
-         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (c.stripe_version, c.object_time)
-         RETURNING id",
-    )
-    .bind(id)
-    .bind(mode)
-    .bind(status)
-    .bind(fields::str_at(object, "payment_status"))
-    .bind(customer)
-    .bind(email)
-    .bind(fields::str_at(object, "client_reference_id"))
-    .bind(reference)
-    .bind(payment_intent)
-    .bind(fields::id_at(object, "subscription"))
-    .bind(fields::id_at(object, "invoice"))
-    .bind(amount)
-    .bind(currency)
-    .bind(fields::bool_at(object, "livemode").unwrap_or(false))
-    .bind(object)
-    .bind(write.version.event_time as f64)
-    .bind(write.version.object_time)
-    .bind(&event.id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if written.is_none() {
+    let written = Upsert::new(Table::CheckoutSessions, id, &write, &event.id)
+        .set("mode", mode, OnConflict::Replace)
+        .set("status", status, OnConflict::Replace)
+        .set(
+            "payment_status",
+            fields::str_at(object, "payment_status"),
+            OnConflict::Replace,
+        )
+        .set("customer_id", customer, OnConflict::Replace)
+        .set("customer_email", email, OnConflict::Replace)
+        .set(
+            "client_reference_id",
+            fields::str_at(object, "client_reference_id"),
+            OnConflict::Replace,
+        )
+        .set("order_reference", reference, OnConflict::Replace)
+        .set("payment_intent_id", payment_intent, OnConflict::Replace)
+        .set(
+            "subscription_id",
+            fields::id_at(object, "subscription"),
+            OnConflict::Replace,
+        )
+        .set(
+            "invoice_id",
+            fields::id_at(object, "invoice"),
+            OnConflict::Replace,
+        )
+        .set("amount_total", amount, OnConflict::Replace)
+        .set("currency", currency, OnConflict::Replace)
+        .object(object, OnConflict::Replace)
+        .write(conn)
+        .await?;
+    if !written {
         return Ok(Applied::Stale);
     }
     event.audit(
@@ -77,7 +76,7 @@ pub async fn apply(
     );
 
     // One lock per order, whichever object's event reached it (see order.rs).
-    super::lock_key(conn, payment_intent.unwrap_or(id)).await?;
+    effects::lock_key(conn, payment_intent.unwrap_or(id)).await?;
     let keys = Keys {
         session_id: Some(id),
         payment_intent_id: payment_intent,

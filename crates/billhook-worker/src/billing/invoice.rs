@@ -7,12 +7,16 @@ use sqlx::PgConnection;
 
 use chrono::{DateTime, Utc};
 
+use super::context::Context;
+use super::effects;
+use super::event::{Applied, Event};
 use super::ledger::{self, Entry};
+use super::upsert::{OnConflict, Upsert};
 use super::version::{self, Table};
-use super::{Applied, Context, Event, fields};
 use crate::dunning::Failure;
 use crate::email::Template;
-use crate::runner::JobError;
+use crate::queue::JobError;
+use crate::stripe::fields;
 
 pub async fn apply(
     conn: &mut PgConnection,
@@ -42,46 +46,51 @@ pub async fn apply(
     let currency = fields::required_str(object, "currency")?;
     let amount_paid = fields::i64_at(object, "amount_paid").unwrap_or(0);
     let subscription = fields::invoice_subscription(object);
-    let written: Option<String> = sqlx::query_scalar(
-        "INSERT INTO invoices AS i (id, customer_id, subscription_id, payment_intent_id, status, billing_reason,
-             amount_due, amount_paid, amount_remaining, currency, attempt_count, customer_email, paid_at,
-             livemode, object, stripe_version, object_time, last_event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, to_timestamp($16), $17, $18)
-         ON CONFLICT (id) DO UPDATE SET
-           customer_id = EXCLUDED.customer_id,
-           subscription_id = coalesce(EXCLUDED.subscription_id, i.subscription_id),
-           payment_intent_id = coalesce(EXCLUDED.payment_intent_id, i.payment_intent_id),
-           status = EXCLUDED.status, billing_reason = EXCLUDED.billing_reason,
-           amount_due = EXCLUDED.amount_due, amount_paid = EXCLUDED.amount_paid,
-           amount_remaining = EXCLUDED.amount_remaining, currency = EXCLUDED.currency,
-           attempt_count = EXCLUDED.attempt_count, customer_email = EXCLUDED.customer_email,
-           paid_at = EXCLUDED.paid_at, object = EXCLUDED.object,
-           stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()
-         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (i.stripe_version, i.object_time)
-         RETURNING id",
-    )
-    .bind(id)
-    .bind(customer)
-    .bind(subscription)
-    .bind(fields::invoice_payment_intent(object))
-    .bind(status)
-    .bind(fields::str_at(object, "billing_reason"))
-    .bind(fields::i64_at(object, "amount_due").unwrap_or(0))
-    .bind(amount_paid)
-    .bind(fields::i64_at(object, "amount_remaining").unwrap_or(0))
-    .bind(currency)
-    .bind(fields::i64_at(object, "attempt_count").unwrap_or(0) as i32)
-    .bind(fields::str_at(object, "customer_email"))
-    .bind(fields::time_at(object, "status_transitions.paid_at"))
-    .bind(fields::bool_at(object, "livemode").unwrap_or(false))
-    .bind(object)
-    .bind(write.version.event_time as f64)
-    .bind(write.version.object_time)
-    .bind(&event.id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if written.is_none() {
+    let written = Upsert::new(Table::Invoices, id, &write, &event.id)
+        .set("customer_id", customer, OnConflict::Replace)
+        .set("subscription_id", subscription, OnConflict::KeepIfNull)
+        .set(
+            "payment_intent_id",
+            fields::invoice_payment_intent(object),
+            OnConflict::KeepIfNull,
+        )
+        .set("status", status, OnConflict::Replace)
+        .set(
+            "billing_reason",
+            fields::str_at(object, "billing_reason"),
+            OnConflict::Replace,
+        )
+        .set(
+            "amount_due",
+            fields::i64_at(object, "amount_due").unwrap_or(0),
+            OnConflict::Replace,
+        )
+        .set("amount_paid", amount_paid, OnConflict::Replace)
+        .set(
+            "amount_remaining",
+            fields::i64_at(object, "amount_remaining").unwrap_or(0),
+            OnConflict::Replace,
+        )
+        .set("currency", currency, OnConflict::Replace)
+        .set(
+            "attempt_count",
+            fields::i64_at(object, "attempt_count").unwrap_or(0) as i32,
+            OnConflict::Replace,
+        )
+        .set(
+            "customer_email",
+            fields::str_at(object, "customer_email"),
+            OnConflict::Replace,
+        )
+        .set(
+            "paid_at",
+            fields::time_at(object, "status_transitions.paid_at"),
+            OnConflict::Replace,
+        )
+        .object(object, OnConflict::Replace)
+        .write(conn)
+        .await?;
+    if !written {
         return Ok(Applied::Stale);
     }
     event.audit(
@@ -123,11 +132,11 @@ pub async fn apply(
             let source = fields::invoice_payment_intent(object).unwrap_or(id);
             let data = json!({ "amount": amount_paid, "currency": currency, "reference": id,
                                "description": format!("invoice {id}") });
-            super::email(
+            effects::email(
                 conn,
                 ctx,
                 event,
-                super::Outgoing {
+                effects::Outgoing {
                     template: Template::PaymentReceipt,
                     source,
                     customer: Some(customer),

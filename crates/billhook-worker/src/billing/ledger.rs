@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use sqlx::PgConnection;
 
-use crate::runner::JobError;
+use crate::stripe::money::decimals;
+
+use crate::queue::JobError;
 
 /// How an amount paid becomes ledger units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,17 +35,6 @@ impl FromStr for LedgerRule {
                 )),
             },
         }
-    }
-}
-
-/// Currencies whose minor unit is the whole unit (Stripe's zero-decimal list), and the ones
-/// with three decimals.
-pub(crate) fn decimals(currency: &str) -> u32 {
-    match currency.to_ascii_lowercase().as_str() {
-        "bif" | "clp" | "djf" | "gnf" | "jpy" | "kmf" | "krw" | "mga" | "pyg" | "rwf" | "ugx"
-        | "vnd" | "vuv" | "xaf" | "xof" | "xpf" => 0,
-        "bhd" | "jod" | "kwd" | "omr" | "tnd" => 3,
-        _ => 2,
     }
 }
 
@@ -197,7 +188,7 @@ pub async fn adjust(
         );
         return Ok(Adjusted::AlreadyAdded(id));
     };
-    crate::audit::record_by(
+    super::audit::record_by(
         conn,
         by,
         "ledger",

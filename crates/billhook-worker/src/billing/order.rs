@@ -1,12 +1,7 @@
 //! Orders: found from a Checkout Session, a PaymentIntent or a charge, and brought up to date
-//! with the mirror. The status is a function of the mirrored session, PaymentIntent and charges
-//! (not of the last event seen), so it ends the same whatever order events arrive in:
-//!
-//! - paid: the session is complete and paid, or the PaymentIntent succeeded; then
-//!   `refunded` / `partially_refunded` once its charges have refunds. The application's own
-//!   `fulfilled` / `fulfillment_failed` are kept until a refund.
-//! - otherwise `cancelled` (the session expired), `failed` (the PaymentIntent's last attempt
-//!   failed), or `pending`.
+//! with the mirror. The status is decided by [`super::order_status::decide`] from the mirrored
+//! session, PaymentIntent and charges (not from the last event seen), so it ends the same
+//! whatever order events arrive in.
 //!
 //! Effects happen on transitions, each once: becoming paid credits the ledger and sends
 //! `order.paid`; a new refunded total debits the ledger and sends `order.refunded`; becoming
@@ -15,10 +10,15 @@
 use serde_json::json;
 use sqlx::PgConnection;
 
+use super::context::Context;
+use super::effects;
+use super::event::Event;
 use super::ledger::{self, Entry};
-use super::{Context, Event};
+use super::order_status::{
+    Decision, IntentStatus, OrderStatus, PaymentFacts, SessionPayment, SessionStatus, decide,
+};
 use crate::email::Template;
-use crate::runner::JobError;
+use crate::queue::JobError;
 
 /// What identifies an order, from whatever the event carries.
 #[derive(Debug, Default)]
@@ -135,6 +135,25 @@ struct Facts {
     refunded: i64,
 }
 
+impl Facts {
+    /// The facts the order's status is decided from ([`super::order_status`]).
+    fn payment(&self) -> PaymentFacts {
+        PaymentFacts {
+            session: self
+                .session_status
+                .as_deref()
+                .map(SessionStatus::from_stripe),
+            session_payment: self
+                .session_payment_status
+                .as_deref()
+                .map(SessionPayment::from_stripe),
+            intent: self.pi_status.as_deref().map(IntentStatus::from_stripe),
+            failure_recorded: self.failure.is_some(),
+            refunded: self.refunded,
+        }
+    }
+}
+
 /// Brings the order up to date with the mirror and runs the effects of its transitions.
 pub async fn reconcile(
     conn: &mut PgConnection,
@@ -149,42 +168,18 @@ pub async fn reconcile(
     .fetch_one(&mut *conn)
     .await?;
     let facts = facts(conn, &order).await?;
-    let paid = matches!(facts.session_status.as_deref(), Some("complete"))
-        && matches!(
-            facts.session_payment_status.as_deref(),
-            Some("paid" | "no_payment_required")
-        )
-        || facts.pi_status.as_deref() == Some("succeeded");
     let amount = order.amount.or(facts.session_amount).or(facts.pi_amount);
     let currency = order
         .currency
         .clone()
         .or(facts.session_currency.clone())
         .or(facts.pi_currency.clone());
-    let refunded = if paid { facts.refunded } else { 0 };
-    let status = if paid && refunded > 0 {
-        if amount.is_some_and(|a| refunded >= a) {
-            "refunded"
-        } else {
-            "partially_refunded"
-        }
-    } else if paid {
-        match order.status.as_str() {
-            kept @ ("fulfilled" | "fulfillment_failed") => kept,
-            _ => "paid",
-        }
-    } else if facts.session_status.as_deref() == Some("expired") {
-        "cancelled"
-    } else if facts.failure.is_some()
-        && matches!(
-            facts.pi_status.as_deref(),
-            Some("requires_payment_method" | "canceled")
-        )
-    {
-        "failed"
-    } else {
-        "pending"
-    };
+    let Decision {
+        status,
+        paid,
+        refunded,
+    } = decide(OrderStatus::parse(&order.status), amount, &facts.payment());
+    let status = status.as_str();
     let customer = order
         .customer_id
         .clone()
@@ -259,14 +254,14 @@ pub async fn reconcile(
             )
             .await?;
         }
-        super::notify(conn, ctx, event, "order.paid", &order.id, summary.clone()).await?;
+        effects::notify(conn, ctx, event, "order.paid", &order.id, summary.clone()).await?;
         let data = json!({ "order": order.id, "order_reference": order.reference,
                            "amount": amount, "currency": currency });
-        super::email(
+        effects::email(
             conn,
             ctx,
             event,
-            super::Outgoing {
+            effects::Outgoing {
                 template: Template::OrderConfirmation,
                 source: &order.id,
                 customer: customer.as_deref(),
@@ -292,17 +287,17 @@ pub async fn reconcile(
         let data = json!({ "order": summary, "amount_refunded": refunded,
                            "fully_refunded": status == "refunded" });
         let key = format!("{}:{refunded}", order.id);
-        super::notify(conn, ctx, event, "order.refunded", &key, data).await?;
+        effects::notify(conn, ctx, event, "order.refunded", &key, data).await?;
     }
     if status != order.status {
         match status {
             "failed" => {
                 let data = json!({ "order": summary, "failure_reason": facts.failure });
                 let key = format!("{}:{}", order.id, event.id);
-                super::notify(conn, ctx, event, "order.payment_failed", &key, data).await?;
+                effects::notify(conn, ctx, event, "order.payment_failed", &key, data).await?;
             }
             "cancelled" => {
-                super::notify(conn, ctx, event, "order.cancelled", &order.id, summary).await?;
+                effects::notify(conn, ctx, event, "order.cancelled", &order.id, summary).await?;
             }
             _ => {}
         }

@@ -4,12 +4,16 @@
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
+use super::context::Context;
+use super::effects;
+use super::event::{Applied, Event};
 use super::ledger::{self, Entry};
 use super::order::{self, Keys};
-use super::version::{self, Table, Version};
-use super::{Applied, Context, Event, fields};
+use super::upsert::{OnConflict, Upsert};
+use super::version::{self, Table, Version, Write};
 use crate::email::Template;
-use crate::runner::JobError;
+use crate::queue::JobError;
+use crate::stripe::fields;
 
 pub async fn apply_payment_intent(
     conn: &mut PgConnection,
@@ -35,8 +39,9 @@ pub async fn apply_payment_intent(
     if upsert_payment(
         conn,
         event,
-        &write.version,
+        &write,
         &Payment {
+            table: Table::PaymentIntents,
             id,
             kind: "payment_intent",
             payment_intent_id: Some(id),
@@ -76,11 +81,11 @@ pub async fn apply_payment_intent(
         let amount = fields::i64_at(object, "amount_received").or(fields::i64_at(object, "amount"));
         let data = json!({ "amount": amount, "currency": currency, "reference": id,
                            "description": fields::str_at(object, "description") });
-        super::email(
+        effects::email(
             conn,
             ctx,
             event,
-            super::Outgoing {
+            effects::Outgoing {
                 template: Template::PaymentReceipt,
                 source: id,
                 customer,
@@ -101,11 +106,11 @@ pub async fn apply_payment_intent(
         let data = json!({ "amount": fields::i64_at(object, "amount"), "currency": currency,
                            "reference": id, "failure_reason": failure_message.or(failure_code),
                            "description": fields::str_at(object, "description") });
-        super::email(
+        effects::email(
             conn,
             ctx,
             event,
-            super::Outgoing {
+            effects::Outgoing {
                 template: Template::PaymentFailed,
                 source: &event.id,
                 customer,
@@ -142,8 +147,9 @@ pub async fn apply_charge(
     if upsert_payment(
         conn,
         event,
-        &write.version,
+        &write,
         &Payment {
+            table: Table::Charges,
             id,
             kind: "charge",
             payment_intent_id: payment_intent,
@@ -174,11 +180,11 @@ pub async fn apply_charge(
                        "fully_refunded": amount_refunded >= amount });
     let source = format!("{id}:refunded:{amount_refunded}");
     let customer = fields::id_at(object, "customer");
-    super::email(
+    effects::email(
         conn,
         ctx,
         event,
-        super::Outgoing {
+        effects::Outgoing {
             template: Template::RefundConfirmation,
             source: &source,
             customer,
@@ -192,7 +198,7 @@ pub async fn apply_charge(
     let Some(payment_intent) = payment_intent else {
         return debit_without_order(conn, ctx, event, id, amount_refunded, currency).await;
     };
-    super::lock_key(conn, payment_intent).await?;
+    effects::lock_key(conn, payment_intent).await?;
     let keys = Keys {
         session_id: None,
         payment_intent_id: Some(payment_intent),
@@ -238,6 +244,8 @@ fn refunds_of(charge: &Value) -> &[Value] {
 }
 
 struct Payment<'a> {
+    /// PaymentIntents or charges: both live in `payments`.
+    table: Table,
     id: &'a str,
     kind: &'a str,
     payment_intent_id: Option<&'a str>,
@@ -253,47 +261,50 @@ struct Payment<'a> {
 async fn upsert_payment(
     conn: &mut PgConnection,
     event: &Event,
-    version: &Version,
+    write: &Write<'_>,
     p: &Payment<'_>,
 ) -> Result<Applied, JobError> {
-    let written: Option<String> = sqlx::query_scalar(
-        "INSERT INTO payments AS p (id, kind, payment_intent_id, customer_id, invoice_id, amount, amount_received,
-             amount_refunded, currency, status, failure_code, failure_message, receipt_email, livemode,
-             object, stripe_version, object_time, last_event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, to_timestamp($16), $17, $18)
-         ON CONFLICT (id) DO UPDATE SET
-           payment_intent_id = EXCLUDED.payment_intent_id, customer_id = EXCLUDED.customer_id,
-           invoice_id = coalesce(EXCLUDED.invoice_id, p.invoice_id), amount = EXCLUDED.amount,
-           amount_received = EXCLUDED.amount_received,
-           amount_refunded = greatest(EXCLUDED.amount_refunded, p.amount_refunded),
-           currency = EXCLUDED.currency, status = EXCLUDED.status, failure_code = EXCLUDED.failure_code,
-           failure_message = EXCLUDED.failure_message, receipt_email = EXCLUDED.receipt_email,
-           object = EXCLUDED.object, stripe_version = EXCLUDED.stripe_version,
-           object_time = EXCLUDED.object_time, last_event_id = EXCLUDED.last_event_id, updated_at = now()
-         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (p.stripe_version, p.object_time)
-         RETURNING id",
-    )
-    .bind(p.id)
-    .bind(p.kind)
-    .bind(p.payment_intent_id)
-    .bind(fields::id_at(p.object, "customer"))
-    .bind(fields::id_at(p.object, "invoice"))
-    .bind(p.amount)
-    .bind(p.amount_received)
-    .bind(p.amount_refunded)
-    .bind(fields::required_str(p.object, "currency")?)
-    .bind(p.status)
-    .bind(p.failure_code)
-    .bind(p.failure_message)
-    .bind(fields::email_of(p.object))
-    .bind(fields::bool_at(p.object, "livemode").unwrap_or(false))
-    .bind(p.object)
-    .bind(version.event_time as f64)
-    .bind(version.object_time)
-    .bind(&event.id)
-    .fetch_optional(conn)
-    .await?;
-    Ok(if written.is_some() {
+    let written = Upsert::new(p.table, p.id, write, &event.id)
+        .set("kind", p.kind, OnConflict::InsertOnly)
+        .set(
+            "payment_intent_id",
+            p.payment_intent_id,
+            OnConflict::Replace,
+        )
+        .set(
+            "customer_id",
+            fields::id_at(p.object, "customer"),
+            OnConflict::Replace,
+        )
+        .set(
+            "invoice_id",
+            fields::id_at(p.object, "invoice"),
+            OnConflict::KeepIfNull,
+        )
+        .set("amount", p.amount, OnConflict::Replace)
+        .set("amount_received", p.amount_received, OnConflict::Replace)
+        .set(
+            "amount_refunded",
+            p.amount_refunded,
+            OnConflict::Expr("greatest(EXCLUDED.amount_refunded, t.amount_refunded)"),
+        )
+        .set(
+            "currency",
+            fields::required_str(p.object, "currency")?,
+            OnConflict::Replace,
+        )
+        .set("status", p.status, OnConflict::Replace)
+        .set("failure_code", p.failure_code, OnConflict::Replace)
+        .set("failure_message", p.failure_message, OnConflict::Replace)
+        .set(
+            "receipt_email",
+            fields::email_of(p.object),
+            OnConflict::Replace,
+        )
+        .object(p.object, OnConflict::Replace)
+        .write(conn)
+        .await?;
+    Ok(if written {
         Applied::Applied
     } else {
         Applied::Stale

@@ -2,9 +2,12 @@
 
 use sqlx::PgConnection;
 
+use super::context::Context;
+use super::event::{Applied, Event};
+use super::upsert::{OnConflict, Upsert};
 use super::version::{self, Table};
-use super::{Applied, Context, Event, fields};
-use crate::runner::JobError;
+use crate::queue::JobError;
+use crate::stripe::fields;
 
 pub async fn apply(
     conn: &mut PgConnection,
@@ -22,31 +25,27 @@ pub async fn apply(
     } else {
         fields::id_at(object, "customer")
     };
-    let written: Option<String> = sqlx::query_scalar(
-        "INSERT INTO payment_methods AS p (id, customer_id, type, card_brand, card_last4, livemode, object,
-                                           stripe_version, object_time, last_event_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8), $9, $10)
-         ON CONFLICT (id) DO UPDATE SET
-           customer_id = EXCLUDED.customer_id, type = EXCLUDED.type, card_brand = EXCLUDED.card_brand,
-           card_last4 = EXCLUDED.card_last4, object = EXCLUDED.object,
-           stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()
-         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (p.stripe_version, p.object_time)
-         RETURNING id",
-    )
-    .bind(id)
-    .bind(customer)
-    .bind(fields::str_at(object, "type").unwrap_or("unknown"))
-    .bind(fields::str_at(object, "card.brand"))
-    .bind(fields::str_at(object, "card.last4"))
-    .bind(fields::bool_at(object, "livemode").unwrap_or(false))
-    .bind(object)
-    .bind(write.version.event_time as f64)
-    .bind(write.version.object_time)
-    .bind(&event.id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if written.is_none() {
+    let written = Upsert::new(Table::PaymentMethods, id, &write, &event.id)
+        .set("customer_id", customer, OnConflict::Replace)
+        .set(
+            "type",
+            fields::str_at(object, "type").unwrap_or("unknown"),
+            OnConflict::Replace,
+        )
+        .set(
+            "card_brand",
+            fields::str_at(object, "card.brand"),
+            OnConflict::Replace,
+        )
+        .set(
+            "card_last4",
+            fields::str_at(object, "card.last4"),
+            OnConflict::Replace,
+        )
+        .object(object, OnConflict::Replace)
+        .write(conn)
+        .await?;
+    if !written {
         return Ok(Applied::Stale);
     }
     let action = if customer.is_some() {

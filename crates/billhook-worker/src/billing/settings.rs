@@ -6,8 +6,8 @@ use std::time::Duration;
 use billhook_core::config::positive_duration;
 use secrecy::SecretString;
 
-use super::LedgerRule;
-use crate::stripe_api::StripeApi;
+use super::ledger::LedgerRule;
+use crate::stripe::StripeApi;
 
 #[derive(clap::Args, Clone)]
 pub struct BillingSettings {

@@ -5,10 +5,14 @@
 use serde_json::{Value, json};
 use sqlx::PgConnection;
 
+use super::context::Context;
+use super::effects;
+use super::event::{Applied, Event};
+use super::upsert::{OnConflict, Upsert};
 use super::version::{self, Table, Version};
-use super::{Applied, Context, Event, fields};
 use crate::email::Template;
-use crate::runner::JobError;
+use crate::queue::JobError;
+use crate::stripe::fields;
 
 pub async fn apply(
     conn: &mut PgConnection,
@@ -33,40 +37,31 @@ pub async fn apply(
             .fetch_optional(&mut *conn)
             .await?;
     let (period_start, period_end) = fields::subscription_period(object);
-    let written: Option<String> = sqlx::query_scalar(
-        "INSERT INTO subscriptions AS s (id, customer_id, status, status_since, cancel_at_period_end,
-             current_period_start, current_period_end, trial_end, canceled_at, ended_at, livemode,
-             object, stripe_version, object_time, last_event_id)
-         VALUES ($1, $2, $3, to_timestamp($4), $5, $6, $7, $8, $9, $10, $11, $12, to_timestamp($4), $13, $14)
-         ON CONFLICT (id) DO UPDATE SET
-           customer_id = EXCLUDED.customer_id, status = EXCLUDED.status,
-           status_since = CASE WHEN s.status = EXCLUDED.status THEN s.status_since ELSE EXCLUDED.status_since END,
-           cancel_at_period_end = EXCLUDED.cancel_at_period_end,
-           current_period_start = EXCLUDED.current_period_start,
-           current_period_end = EXCLUDED.current_period_end, trial_end = EXCLUDED.trial_end,
-           canceled_at = EXCLUDED.canceled_at, ended_at = EXCLUDED.ended_at, object = EXCLUDED.object,
-           stripe_version = EXCLUDED.stripe_version, object_time = EXCLUDED.object_time,
-           last_event_id = EXCLUDED.last_event_id, updated_at = now()
-         WHERE (EXCLUDED.stripe_version, EXCLUDED.object_time) >= (s.stripe_version, s.object_time)
-         RETURNING id",
-    )
-    .bind(id)
-    .bind(customer)
-    .bind(status)
-    .bind(write.version.event_time as f64)
-    .bind(fields::bool_at(object, "cancel_at_period_end").unwrap_or(false))
-    .bind(period_start)
-    .bind(period_end)
-    .bind(fields::time_at(object, "trial_end"))
-    .bind(fields::time_at(object, "canceled_at"))
-    .bind(fields::time_at(object, "ended_at"))
-    .bind(fields::bool_at(object, "livemode").unwrap_or(false))
-    .bind(object)
-    .bind(write.version.object_time)
-    .bind(&event.id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if written.is_none() {
+    let status_since = chrono::DateTime::from_timestamp(write.version.event_time, 0);
+    let written = Upsert::new(Table::Subscriptions, id, &write, &event.id)
+        .set("customer_id", customer, OnConflict::Replace)
+        .set("status", status, OnConflict::Replace)
+        .set(
+            "status_since",
+            status_since,
+            OnConflict::Expr(
+                "CASE WHEN t.status = EXCLUDED.status THEN t.status_since ELSE EXCLUDED.status_since END",
+            ),
+        )
+        .set(
+            "cancel_at_period_end",
+            fields::bool_at(object, "cancel_at_period_end").unwrap_or(false),
+            OnConflict::Replace,
+        )
+        .set("current_period_start", period_start, OnConflict::Replace)
+        .set("current_period_end", period_end, OnConflict::Replace)
+        .set("trial_end", fields::time_at(object, "trial_end"), OnConflict::Replace)
+        .set("canceled_at", fields::time_at(object, "canceled_at"), OnConflict::Replace)
+        .set("ended_at", fields::time_at(object, "ended_at"), OnConflict::Replace)
+        .object(object, OnConflict::Replace)
+        .write(conn)
+        .await?;
+    if !written {
         return Ok(Applied::Stale);
     }
     write_items(conn, id, object).await?;
@@ -88,7 +83,7 @@ pub async fn apply(
             "current_period_end": period_end,
             "items": items_summary(object),
         });
-        super::notify(conn, ctx, event, "subscription.updated", &event.id, notice).await?;
+        effects::notify(conn, ctx, event, "subscription.updated", &event.id, notice).await?;
     }
     match event.event_type.as_str() {
         "customer.subscription.trial_will_end" => {
@@ -104,11 +99,11 @@ pub async fn apply(
                 "trial_end": trial_end.map(|t| t.format("%Y-%m-%d").to_string()),
                 "has_payment_method": has_payment_method });
             let source = format!("{id}:trial_end:{}", trial_end.map_or(0, |t| t.timestamp()));
-            super::email(
+            effects::email(
                 conn,
                 ctx,
                 event,
-                super::Outgoing {
+                effects::Outgoing {
                     template: Template::TrialEnding,
                     source: &source,
                     customer: Some(customer),
@@ -122,11 +117,11 @@ pub async fn apply(
         "customer.subscription.deleted" => {
             // The same source as dunning's cancellation email: one email in all.
             let data = json!({ "subscription": id, "reason": Value::Null });
-            super::email(
+            effects::email(
                 conn,
                 ctx,
                 event,
-                super::Outgoing {
+                effects::Outgoing {
                     template: Template::SubscriptionCancelled,
                     source: id,
                     customer: Some(customer),
@@ -148,7 +143,7 @@ pub async fn apply(
             json!({ "before": before, "after": after }),
         );
         let data = json!({ "customer": customer, "entitlements": after });
-        super::notify(conn, ctx, event, "entitlements.changed", &event.id, data).await?;
+        effects::notify(conn, ctx, event, "entitlements.changed", &event.id, data).await?;
     }
     Ok(Applied::Applied)
 }

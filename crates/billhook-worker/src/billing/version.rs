@@ -11,8 +11,10 @@ use std::borrow::Cow;
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use super::{Context, Event, fields};
-use crate::runner::JobError;
+use super::context::Context;
+use super::event::Event;
+use crate::queue::JobError;
+use crate::stripe::fields;
 
 /// The mirror tables, with where Stripe's API serves their objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub enum Table {
 }
 
 impl Table {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Customers => "customers",
             Self::PaymentMethods => "payment_methods",

@@ -5,16 +5,16 @@
 //! step and schedule the next.
 
 use anyhow::Context as _;
-use billhook_core::jobs::DUNNING_STEP_QUEUE;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 
-use super::{Dunning, DunningStep, STEPS};
-use crate::audit;
-use crate::billing::fields;
+use super::{Dunning, STEPS};
+use crate::billing::audit;
 use crate::email::{Mailer, NewEmail, Template};
-use crate::runner::{JobError, JobKind};
-use crate::stripe_api::StripeApi;
+use crate::queue::jobs::DunningStep;
+use crate::queue::{JobError, JobKind};
+use crate::stripe::StripeApi;
+use crate::stripe::fields;
 
 pub struct DunningStepJob {
     pub pool: PgPool,
@@ -51,8 +51,6 @@ enum Verdict {
 }
 
 impl JobKind for DunningStepJob {
-    const KIND: &'static str = "dunning_step";
-    const QUEUE: &'static str = DUNNING_STEP_QUEUE;
     type Args = DunningStep;
 
     fn event_id(_: &Value) -> Option<String> {

@@ -1,6 +1,6 @@
 //! Dunning: chasing an unpaid subscription invoice. `invoice.payment_failed` opens one run per
 //! invoice (a later failure of the same invoice continues it); DunningStep jobs, scheduled in
-//! apalis's table so they survive restarts, send the payment-failed email, a reminder and a
+//! the job queue so they survive restarts, send the payment-failed email, a reminder and a
 //! final warning, then cancel the subscription through Stripe's API. `invoice.paid` marks the
 //! run recovered, and its remaining steps do nothing.
 //!
@@ -10,26 +10,17 @@
 pub mod job;
 pub mod settings;
 
-use billhook_core::jobs::{DUNNING_STEP_QUEUE, push_job};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 
-use crate::audit;
-use crate::runner::JobError;
+use crate::billing::audit;
+use crate::queue::jobs::DunningStep;
+use crate::queue::{self, JobError};
 pub use settings::{DunningSettings, Schedule};
 
 /// The steps of a run, in order.
 pub const STEPS: [&str; 4] = ["payment_failed", "reminder", "final_warning", "cancel"];
-
-/// Run one step of a dunning run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "v")]
-pub enum DunningStep {
-    #[serde(rename = "1")]
-    V1 { run_id: String, step: u32 },
-}
 
 /// What the billing handlers need to open runs.
 #[derive(Debug, Clone)]
@@ -99,16 +90,9 @@ impl Dunning {
             step,
         };
         let key = format!("{run_id}:{step}");
-        push_job(
-            conn,
-            DUNNING_STEP_QUEUE,
-            &args,
-            &key,
-            self.max_attempts,
-            Some(at),
-        )
-        .await
-        .map_err(JobError::from)
+        queue::push(conn, &args, &key, self.max_attempts, Some(at))
+            .await
+            .map_err(JobError::from)
     }
 }
 

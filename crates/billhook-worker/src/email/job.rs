@@ -12,15 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use billhook_core::db::errors;
-use billhook_core::jobs::SEND_EMAIL_QUEUE;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::SendEmail;
 use super::settings::EmailSettings;
 use super::templates::{self, Template};
 use super::transport::{Sender, Transport};
-use crate::runner::{JobError, JobKind};
+use crate::queue::jobs::SendEmail;
+use crate::queue::{JobError, JobKind};
 
 pub struct SendEmailJob {
     pool: PgPool,
@@ -86,8 +85,6 @@ struct Stored {
 }
 
 impl JobKind for SendEmailJob {
-    const KIND: &'static str = "send_email";
-    const QUEUE: &'static str = SEND_EMAIL_QUEUE;
     type Args = SendEmail;
 
     fn event_id(args: &Value) -> Option<String> {

@@ -15,25 +15,13 @@ pub mod smtp;
 pub mod templates;
 pub mod transport;
 
-use billhook_core::jobs::{SEND_EMAIL_QUEUE, push_job};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::runner::JobError;
+use crate::queue::jobs::SendEmail;
+use crate::queue::{self, JobError};
 pub use templates::Template;
-
-/// Send one stored email.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "v")]
-pub enum SendEmail {
-    #[serde(rename = "1")]
-    V1 {
-        email_id: String,
-        event_id: Option<String>,
-    },
-}
 
 /// One email for [`Mailer::enqueue`].
 #[derive(Debug, Clone)]
@@ -99,15 +87,7 @@ impl Mailer {
             email_id: id.clone(),
             event_id: email.event_id.map(str::to_owned),
         };
-        push_job(
-            conn,
-            SEND_EMAIL_QUEUE,
-            &args,
-            &id,
-            self.max_attempts,
-            email.send_after,
-        )
-        .await?;
+        queue::push(conn, &args, &id, self.max_attempts, email.send_after).await?;
         Ok(true)
     }
 }

@@ -130,7 +130,7 @@ fn money(amount: Option<i64>, currency: Option<String>) -> String {
         return String::new();
     };
     let currency = currency.unwrap_or_default().to_ascii_uppercase();
-    let decimals = crate::billing::ledger::decimals(&currency);
+    let decimals = crate::stripe::money::decimals(&currency);
     if decimals == 0 {
         return format!("{amount} {currency}").trim().to_owned();
     }

@@ -5,49 +5,14 @@
 //! application tells them apart by `webhook-id`, as Standard Webhooks expects of it.
 
 use anyhow::{Context as _, anyhow};
-use billhook_core::jobs::NOTIFY_APP_QUEUE;
 use chrono::Utc;
 use reqwest::header::CONTENT_TYPE;
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::settings::{NotifySettings, Target};
 use super::sign::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
-use crate::runner::{JobError, JobKind};
-
-/// Deliver one notice. The body stays in `app_notifications`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "v")]
-pub enum NotifyApp {
-    #[serde(rename = "1")]
-    V1 {
-        notification_id: String,
-        event_id: String,
-    },
-}
-
-impl NotifyApp {
-    pub fn new(notification_id: String, event_id: String) -> Self {
-        Self::V1 {
-            notification_id,
-            event_id,
-        }
-    }
-
-    pub fn notification_id(&self) -> &str {
-        match self {
-            Self::V1 {
-                notification_id, ..
-            } => notification_id,
-        }
-    }
-
-    pub fn event_id(&self) -> &str {
-        match self {
-            Self::V1 { event_id, .. } => event_id,
-        }
-    }
-}
+use crate::queue::jobs::NotifyApp;
+use crate::queue::{JobError, JobKind};
 
 pub struct NotifyAppJob {
     pool: PgPool,
@@ -77,8 +42,6 @@ impl NotifyAppJob {
 }
 
 impl JobKind for NotifyAppJob {
-    const KIND: &'static str = "notify_app";
-    const QUEUE: &'static str = NOTIFY_APP_QUEUE;
     type Args = NotifyApp;
 
     fn event_id(args: &serde_json::Value) -> Option<String> {

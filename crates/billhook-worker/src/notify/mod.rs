@@ -12,12 +12,11 @@ pub mod job;
 pub mod settings;
 pub mod sign;
 
-use billhook_core::jobs::{NOTIFY_APP_QUEUE, push_job};
 use chrono::{SecondsFormat, Utc};
 use sqlx::PgConnection;
 
-use crate::runner::JobError;
-use job::NotifyApp;
+use crate::queue::jobs::NotifyApp;
+use crate::queue::{self, JobError};
 use settings::NotifySettings;
 
 /// One notice for [`Outbox::enqueue`].
@@ -89,7 +88,7 @@ impl Outbox {
             == 1;
         if inserted && self.sending {
             let job = NotifyApp::new(id.clone(), notice.event_id.to_owned());
-            push_job(conn, NOTIFY_APP_QUEUE, &job, &id, self.max_attempts, None).await?;
+            queue::push(conn, &job, &id, self.max_attempts, None).await?;
         }
         if inserted {
             tracing::info!(notification_id = %id, status, "notice recorded");

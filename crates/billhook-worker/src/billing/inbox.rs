@@ -3,7 +3,7 @@
 
 use sqlx::PgConnection;
 
-use crate::audit::AuditEntry;
+use super::audit::AuditEntry;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct StoredEvent {
@@ -29,7 +29,7 @@ impl StoredEvent {
 /// Locks the event row for the rest of the transaction (`FOR UPDATE`), so two runs of one job
 /// never apply it side by side, and, in the same statement, takes the transaction's advisory
 /// lock on the Stripe object the event is about (`object_id`, stored by the receiver; the key
-/// [`crate::billing::lock_key`] takes), so two events for one object never interleave. One
+/// [`crate::billing::effects::lock_key`] takes), so two events for one object never interleave. One
 /// round trip instead of two, on every event's path.
 ///
 /// Every run of a ProcessEvent job takes the object's lock while it takes the row's, before

@@ -16,64 +16,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data, TaskId};
-use billhook_core::db::errors::{self, Class};
+use billhook_core::jobs::Job;
 use futures_util::FutureExt as _;
-use serde::de::DeserializeOwned;
 use sqlx::PgPool;
 
-use crate::dead_letter;
-use crate::metrics::Metrics;
+use super::dead_letter;
+use super::error::JobError;
+use super::metrics::QueueMetrics;
 
-/// What a handler's failure means for the job.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// A retry may cure it: database, SMTP or HTTP trouble.
-    #[error("{0:#}")]
-    Retryable(anyhow::Error),
-    /// No retry will: a payload that cannot be read, a state that cannot be reached.
-    #[error("{0:#}")]
-    Permanent(anyhow::Error),
-}
-
-impl JobError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Retryable(_))
-    }
-}
-
-/// A database error is retried unless it says the data can never be written (a value out of
-/// range, an index entry too large): retrying that for hours only delays the dead letter.
-impl From<sqlx::Error> for JobError {
-    fn from(e: sqlx::Error) -> Self {
-        if errors::is_permanent(&e) {
-            Self::Permanent(e.into())
-        } else {
-            Self::Retryable(e.into())
-        }
-    }
-}
-
-/// A follow-up job that cannot be enqueued: an argument that does not encode is a bug no retry
-/// cures; a failed insert is the database's, and may pass.
-impl From<billhook_core::jobs::EnqueueError> for JobError {
-    fn from(e: billhook_core::jobs::EnqueueError) -> Self {
-        use billhook_core::jobs::EnqueueError;
-        match e {
-            EnqueueError::Encode(_) => Self::Permanent(e.into()),
-            EnqueueError::Insert(_) if e.database_class() == Class::Permanent => {
-                Self::Permanent(e.into())
-            }
-            EnqueueError::Insert(_) => Self::Retryable(e.into()),
-        }
-    }
-}
-
-/// One kind of job: its queue, its argument, and how to run it.
+/// One kind of job: its argument (which names its queue and kind) and how to run it.
 pub trait JobKind: Send + Sync + 'static {
-    /// Stable name, used in metrics, failures and dead letters.
-    const KIND: &'static str;
-    const QUEUE: &'static str;
-    type Args: DeserializeOwned + Send + Sync;
+    type Args: Job;
 
     /// The Stripe event a job belongs to, if any, for dead letters and requeue by event.
     fn event_id(args: &serde_json::Value) -> Option<String>;
@@ -115,7 +68,7 @@ impl Backoff {
 pub struct Runner<K> {
     pub kind: K,
     pub pool: PgPool,
-    pub metrics: Metrics,
+    pub metrics: QueueMetrics,
     pub backoff: Backoff,
 }
 
@@ -139,9 +92,10 @@ pub async fn handle<K: JobKind>(
             anyhow::Error::new(e).context("the job argument cannot be decoded"),
         )),
     };
+    let outcome = result.as_ref().map_or_else(JobError::outcome, |()| "ok");
     runner
         .metrics
-        .job_finished(K::KIND, &result, started.elapsed());
+        .job_finished(K::Args::KIND, outcome, started.elapsed());
     let Err(error) = result else {
         return Ok(());
     };
@@ -185,7 +139,7 @@ impl<K: JobKind> Runner<K> {
             "INSERT INTO job_failures (job_id, kind, attempt, retryable, error) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(job_id)
-        .bind(K::KIND)
+        .bind(K::Args::KIND)
         .bind(attempt as i32)
         .bind(error.is_retryable())
         .bind(&message)
@@ -196,8 +150,8 @@ impl<K: JobKind> Runner<K> {
                 &mut tx,
                 &dead_letter::NewDeadLetter {
                     job_id,
-                    kind: K::KIND,
-                    queue: K::QUEUE,
+                    kind: K::Args::KIND,
+                    queue: K::Args::QUEUE,
                     argument: args,
                     event_id: K::event_id(args).as_deref(),
                     error: &message,
@@ -205,7 +159,7 @@ impl<K: JobKind> Runner<K> {
                 },
             )
             .await?;
-            self.metrics.dead_lettered(K::KIND);
+            self.metrics.dead_lettered(K::Args::KIND);
             Fate::Dead
         } else {
             let delay = self.backoff.delay(attempt);
@@ -216,7 +170,7 @@ impl<K: JobKind> Runner<K> {
             .bind(delay.as_secs_f64())
             .execute(&mut *tx)
             .await?;
-            self.metrics.retried(K::KIND);
+            self.metrics.retried(K::Args::KIND);
             Fate::Retry(delay)
         };
         self.kind

@@ -1,25 +1,12 @@
-//! Settings of the `run` daemon. Declared here with their defaults; docs/configuration.md is
-//! the reference page.
+//! Settings of the job workers: how jobs are fetched, retried, given up on and kept. Part of
+//! the `run` daemon's settings; docs/configuration.md is the reference page.
 
 use std::time::Duration;
 
 use billhook_core::config::positive_duration;
 
-use crate::billing::settings::BillingSettings;
-use crate::dunning::DunningSettings;
-use crate::email::settings::EmailSettings;
-use crate::notify::settings::NotifySettings;
-
 #[derive(clap::Args, Debug, Clone)]
-pub struct RunSettings {
-    /// Address of the internal listener: /healthz, /readyz, /metrics. Keep it private.
-    #[arg(
-        long = "admin-listen",
-        env = "BILLHOOK_WORKER_ADMIN_LISTEN",
-        default_value = "127.0.0.1:9081"
-    )]
-    pub admin_listen: String,
-
+pub struct QueueSettings {
     /// Jobs of one kind processed at once by this process.
     #[arg(long = "concurrency", env = "BILLHOOK_WORKER_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -77,16 +64,4 @@ pub struct RunSettings {
     #[arg(long = "job-retention", env = "BILLHOOK_JOB_RETENTION", default_value = "7d",
           value_parser = positive_duration)]
     pub job_retention: Duration,
-
-    #[command(flatten)]
-    pub notify: NotifySettings,
-
-    #[command(flatten)]
-    pub billing: BillingSettings,
-
-    #[command(flatten)]
-    pub email: EmailSettings,
-
-    #[command(flatten)]
-    pub dunning: DunningSettings,
 }

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::runner::JobError;
+use crate::queue::JobError;
 
 /// The value at a dotted path (`"parent.subscription_details.subscription"`), if present and
 /// not null.

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 /// One state change an event made, waiting to be written with the event's finish
-/// (`crate::billing::Event::audit`, `crate::events::finish`).
+/// (`super::event::Event::audit`, `super::inbox::finish`).
 #[derive(Debug, Serialize)]
 pub struct AuditEntry {
     pub entity: String,

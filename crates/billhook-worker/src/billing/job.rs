@@ -2,23 +2,23 @@
 //! lock the Stripe object it is about, apply it, mark it applied.
 
 use anyhow::Context as _;
-use billhook_core::jobs::{PROCESS_EVENT_QUEUE, ProcessEvent};
 use sqlx::PgPool;
 
-use crate::billing::{self, Applied, Context, Event};
-use crate::events;
-use crate::metrics::Metrics;
-use crate::runner::{JobError, JobKind};
+use super::context::Context;
+use super::effects;
+use super::event::{Applied, Event};
+use super::inbox;
+use super::metrics::EventMetrics;
+use crate::queue::jobs::ProcessEvent;
+use crate::queue::{JobError, JobKind};
 
 pub struct ProcessEventJob {
     pub pool: PgPool,
-    pub metrics: Metrics,
+    pub metrics: EventMetrics,
     pub context: Context,
 }
 
 impl JobKind for ProcessEventJob {
-    const KIND: &'static str = "process_event";
-    const QUEUE: &'static str = PROCESS_EVENT_QUEUE;
     type Args = ProcessEvent;
 
     fn event_id(args: &serde_json::Value) -> Option<String> {
@@ -32,7 +32,7 @@ impl JobKind for ProcessEventJob {
     async fn run(&self, args: ProcessEvent) -> Result<(), JobError> {
         let id = args.event_id().as_str();
         let mut tx = self.pool.begin().await?;
-        let Some(stored) = events::lock(&mut tx, id).await? else {
+        let Some(stored) = inbox::lock(&mut tx, id).await? else {
             return Err(JobError::Permanent(anyhow::anyhow!(
                 "event {id} is not stored"
             )));
@@ -47,16 +47,16 @@ impl JobKind for ProcessEventJob {
             && stored.locked_object.as_deref() != Some(object_id)
         {
             // Two events for one Stripe object never interleave; released at commit.
-            // `events::lock` has taken it already for every event stored with its object id.
-            billing::lock_key(&mut tx, object_id).await?;
+            // `inbox::lock` has taken it already for every event stored with its object id.
+            effects::lock_key(&mut tx, object_id).await?;
         }
-        let applied = billing::apply(&mut tx, &self.context, &event).await?;
+        let applied = super::apply(&mut tx, &self.context, &event).await?;
         let status = match applied {
             Applied::Applied => "applied",
             Applied::Stale => "stale",
             Applied::Ignored => "ignored",
         };
-        events::finish(&mut tx, id, status, None, &event.take_audit()).await?;
+        inbox::finish(&mut tx, id, status, None, &event.take_audit()).await?;
         tx.commit()
             .await
             .context("commit")
@@ -76,7 +76,7 @@ impl JobKind for ProcessEventJob {
         dead: bool,
     ) -> anyhow::Result<()> {
         if let Some(id) = Self::event_id(args) {
-            events::record_failure(conn, &id, attempt, error, dead).await?;
+            inbox::record_failure(conn, &id, attempt, error, dead).await?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use sqlx::PgPool;
 
-use crate::metrics::Metrics;
+use super::metrics::Metrics;
 
 struct AdminState {
     pool: PgPool,

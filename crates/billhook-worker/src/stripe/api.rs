@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
 
-use crate::runner::JobError;
+use crate::queue::JobError;
 
 #[derive(Clone)]
 pub struct StripeApi {

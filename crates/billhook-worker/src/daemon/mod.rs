@@ -1,0 +1,145 @@
+//! `billhook-worker run`: every job kind on the queue's workers ([`crate::queue::Workers`]),
+//! with the admin listener (/healthz, /readyz, /metrics) beside them.
+//!
+//! Lifecycle: start → refuse an unmigrated database or unusable settings → serve until
+//! `shutdown` completes → let in-flight jobs finish within the shutdown timeout → return.
+//! A job worker that gives up ends the process with an error, for its supervisor to restart.
+
+pub mod admin;
+pub mod metrics;
+pub mod settings;
+
+use std::future::Future;
+use std::net::TcpListener;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+
+use crate::billing::context::Context;
+use crate::billing::job::ProcessEventJob;
+use crate::dunning::Dunning;
+use crate::dunning::job::DunningStepJob;
+use crate::email::Mailer;
+use crate::email::job::SendEmailJob;
+use crate::notify::Outbox;
+use crate::notify::job::NotifyAppJob;
+use crate::queue::{Ended, Workers};
+use metrics::Metrics;
+use settings::RunSettings;
+
+/// A worker process bound to its admin port, ready to run.
+pub struct Daemon {
+    pool: PgPool,
+    settings: RunSettings,
+    admin: TcpListener,
+    metrics: Metrics,
+    name: String,
+    jobs: Jobs,
+}
+
+/// Every job kind, built (and its settings checked) before the process starts serving.
+struct Jobs {
+    process_event: ProcessEventJob,
+    notify_app: NotifyAppJob,
+    send_email: SendEmailJob,
+    dunning_step: DunningStepJob,
+}
+
+impl Daemon {
+    /// Refuses an unmigrated database or unusable settings (notices, email, Stripe's API),
+    /// and binds the admin listener.
+    pub async fn build(pool: PgPool, settings: RunSettings) -> anyhow::Result<Self> {
+        billhook_core::db::check_migrated(&pool).await?;
+        let metrics = Metrics::new();
+        let stripe = settings.billing.stripe_api()?;
+        let mailer = Mailer {
+            max_attempts: settings.email.max_attempts,
+            payment_failed_hold: settings.email.payment_failed_hold,
+        };
+        let dunning = Dunning {
+            schedule: settings.dunning.schedule.clone(),
+            max_attempts: settings.dunning.max_attempts,
+        };
+        let context = Context {
+            outbox: Outbox::from_settings(&settings.notify)?,
+            ledger: settings.billing.ledger_rule,
+            stripe: stripe.clone(),
+            mailer: mailer.clone(),
+            dunning: dunning.clone(),
+        };
+        let jobs = Jobs {
+            process_event: ProcessEventJob {
+                pool: pool.clone(),
+                metrics: metrics.events.clone(),
+                context,
+            },
+            notify_app: NotifyAppJob::new(pool.clone(), &settings.notify)?,
+            send_email: SendEmailJob::new(pool.clone(), &settings.email)?,
+            dunning_step: DunningStepJob {
+                pool: pool.clone(),
+                dunning,
+                mailer,
+                stripe,
+            },
+        };
+        crate::billing::settings::store(&pool, &settings.billing).await?;
+        let admin = TcpListener::bind(&settings.admin_listen)
+            .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "billhook".to_owned());
+        // Unique per process start: a restarted worker must not inherit its predecessor's
+        // heartbeat, or the job it was running when killed would stay Running forever.
+        let name = format!("{host}-{}", ulid::Ulid::generate());
+        Ok(Self {
+            pool,
+            settings,
+            admin,
+            metrics,
+            name,
+            jobs,
+        })
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            pool,
+            settings,
+            admin,
+            metrics,
+            name,
+            jobs,
+        } = self;
+        let admin = admin::serve(admin, pool.clone(), metrics.clone())?;
+        let admin_handle = admin.handle();
+        let admin_task = tokio::spawn(admin);
+        let mut workers = Workers::new(pool, settings.queue.clone(), name.clone(), metrics.queue);
+        workers.add(jobs.process_event);
+        workers.add(jobs.notify_app);
+        workers.add(jobs.send_email);
+        workers.add(jobs.dunning_step);
+        tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
+        let ended = workers.run(shutdown).await;
+        admin_handle.stop(true).await;
+        let _ = admin_task.await;
+        // A worker that gave up must not look like a clean stop, so a supervisor (systemd,
+        // compose, Kubernetes) restarts the process.
+        if ended? == Ended::GaveUp {
+            anyhow::bail!(
+                "a job worker kept failing for longer than {} (BILLHOOK_WORKER_GIVE_UP_AFTER); see the errors above",
+                humantime::format_duration(settings.queue.give_up_after)
+            );
+        }
+        tracing::info!("billhook-worker stopped");
+        Ok(())
+    }
+}

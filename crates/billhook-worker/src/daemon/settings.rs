@@ -1,0 +1,35 @@
+//! Settings of the `run` daemon. Declared here with their defaults; docs/configuration.md is
+//! the reference page.
+
+use crate::billing::settings::BillingSettings;
+use crate::dunning::DunningSettings;
+use crate::email::settings::EmailSettings;
+use crate::notify::settings::NotifySettings;
+use crate::queue::QueueSettings;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunSettings {
+    /// Address of the internal listener: /healthz, /readyz, /metrics. Keep it private.
+    #[arg(
+        long = "admin-listen",
+        env = "BILLHOOK_WORKER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9081"
+    )]
+    pub admin_listen: String,
+
+    // How jobs are fetched, retried and kept (crate::queue).
+    #[command(flatten)]
+    pub queue: QueueSettings,
+
+    #[command(flatten)]
+    pub notify: NotifySettings,
+
+    #[command(flatten)]
+    pub billing: BillingSettings,
+
+    #[command(flatten)]
+    pub email: EmailSettings,
+
+    #[command(flatten)]
+    pub dunning: DunningSettings,
+}

@@ -1,3 +1,0 @@
-//! Job kinds, one per file.
-
-pub mod process_event;

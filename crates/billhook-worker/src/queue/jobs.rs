@@ -1,0 +1,85 @@
+//! Every job's argument, with its queue and kind: the job kinds of the worker. Arguments
+//! carry ids, never payloads (the rows they name are the source of truth), and are versioned
+//! enums (`#[serde(tag = "v")]`) so that a job written by an older release still decodes.
+//! How many attempts a job gets is each feature's setting, given when it is pushed
+//! ([`super::push`]); the queue is fixed by the type.
+
+use billhook_core::jobs::Job;
+pub use billhook_core::jobs::ProcessEvent;
+use serde::{Deserialize, Serialize};
+
+/// Send one stored email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum SendEmail {
+    #[serde(rename = "1")]
+    V1 {
+        email_id: String,
+        event_id: Option<String>,
+    },
+}
+
+impl Job for SendEmail {
+    const QUEUE: &'static str = "billhook.send_email";
+    const KIND: &'static str = "send_email";
+}
+
+/// Deliver one notice. The body stays in `app_notifications`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum NotifyApp {
+    #[serde(rename = "1")]
+    V1 {
+        notification_id: String,
+        event_id: String,
+    },
+}
+
+impl NotifyApp {
+    pub fn new(notification_id: String, event_id: String) -> Self {
+        Self::V1 {
+            notification_id,
+            event_id,
+        }
+    }
+
+    pub fn notification_id(&self) -> &str {
+        match self {
+            Self::V1 {
+                notification_id, ..
+            } => notification_id,
+        }
+    }
+
+    pub fn event_id(&self) -> &str {
+        match self {
+            Self::V1 { event_id, .. } => event_id,
+        }
+    }
+}
+
+impl Job for NotifyApp {
+    const QUEUE: &'static str = "billhook.notify_app";
+    const KIND: &'static str = "notify_app";
+}
+
+/// Run one step of a dunning run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum DunningStep {
+    #[serde(rename = "1")]
+    V1 { run_id: String, step: u32 },
+}
+
+impl Job for DunningStep {
+    const QUEUE: &'static str = "billhook.dunning_step";
+    const KIND: &'static str = "dunning_step";
+}
+
+/// Every queue, for the gauges that show empty queues as 0.
+pub const QUEUES: [&str; 4] = [
+    ProcessEvent::QUEUE,
+    NotifyApp::QUEUE,
+    SendEmail::QUEUE,
+    DunningStep::QUEUE,
+];
