@@ -1,5 +1,5 @@
 -- pgbench script: the database work billhook-receiver does for one new, handled event, and
--- nothing else, as the ceiling the receiver is compared against (scripts/bench-receiver.sh).
+-- nothing else, as the ceiling the receiver is compared against (bench/receiver.sh).
 --
 -- One transaction per event, the same two statements as crates/billhook-receiver/src/ingest.rs
 -- makes for a batch of one (a lone request):

@@ -5,7 +5,7 @@
 # and writes the "Receiver ingest" section of docs/performance.md (between the
 # receiver-bench markers; the rest of the file is kept).
 #
-# Usage: scripts/bench-receiver.sh
+# Usage: bench/receiver.sh
 #
 # Settings (environment):
 #   BENCH_PG_URL        server to use, without a database (default postgres://postgres@127.0.0.1:5432;
@@ -238,7 +238,7 @@ SECTION="$OUT/section.md"
     echo "<!-- receiver-bench:start -->"
     echo "## Receiver ingest"
     echo
-    echo "Written by \`scripts/bench-receiver.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $COMMIT). Do not edit between"
+    echo "Written by \`bench/receiver.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $COMMIT). Do not edit between"
     echo "the markers: the next run replaces it."
     echo
     echo "Each request is one realistic Stripe event, signed before timing: the receiver verifies the"
@@ -306,7 +306,7 @@ SECTION="$OUT/section.md"
     echo "Reproduce (needs PostgreSQL on 127.0.0.1:5432 as user postgres, pgbench, jq, curl):"
     echo
     echo '```sh'
-    echo "scripts/bench-receiver.sh"
+    echo "bench/receiver.sh"
     echo '```'
     echo
     echo "Raw results of this run: \`target/bench-receiver/$STAMP/\` (not committed)."

@@ -11,7 +11,7 @@
 # Ctrl-C), and writes the "Worker" section of docs/performance.md (between the worker-bench
 # markers; the rest of the file is kept).
 #
-# Usage: scripts/bench-worker.sh
+# Usage: bench/worker.sh
 #
 # Settings (environment):
 #   BENCH_PG_URL          server to use, without a database (default postgres://postgres@127.0.0.1:5432;
@@ -399,7 +399,7 @@ SECTION="$OUT/section.md"
     echo "<!-- worker-bench:start -->"
     echo "## Worker"
     echo
-    echo "Written by \`scripts/bench-worker.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $COMMIT). Do not edit between"
+    echo "Written by \`bench/worker.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') (commit $COMMIT). Do not edit between"
     echo "the markers: the next run replaces it."
     echo
     echo "### Throughput"
@@ -475,7 +475,7 @@ SECTION="$OUT/section.md"
     echo "Reproduce (needs PostgreSQL on 127.0.0.1:5432 as user postgres, jq, curl):"
     echo
     echo '```sh'
-    echo "scripts/bench-worker.sh"
+    echo "bench/worker.sh"
     echo '```'
     echo
     echo "Raw results of this run: \`target/bench-worker/$STAMP/\` (not committed)."

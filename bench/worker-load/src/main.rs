@@ -1,4 +1,4 @@
-//! worker-load: the event source of the worker benchmark (scripts/bench-worker.sh). A
+//! worker-load: the event source of the worker benchmark (bench/worker.sh). A
 //! benchmark script's tool, never a test: numbers depend on the machine.
 //!
 //! It posts `--events` distinct, correctly signed `customer.created` / `customer.updated`
@@ -17,24 +17,24 @@
 //!
 //! Every send is bounded: at most `--events` requests, none after `--max-run-secs`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
-use billhook_core::stripe::{WebhookSecret, WebhookSecrets};
-use billhook_testkit::fixtures::{self, ApiShape};
+use anyhow::{Context as _, ensure};
+use billhook_core::stripe::WebhookSecret;
 use clap::Parser as _;
+use load_common::events::{self, SignedEvent};
+use load_common::percentiles::{micros, percentile};
+use load_common::report::{per_second, round};
+use load_common::tally::Tally;
+use load_common::{args as checks, http};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 const MAX_EVENTS: usize = 200_000;
 const MAX_CONCURRENCY: usize = 256;
 const MAX_RATE: f64 = 20_000.0;
-/// Signatures are made before sending; the receiver's default tolerance is 300 s.
-const MAX_RUN_SECS: u64 = 240;
-const KEPT_ERRORS: usize = 5;
 /// The two handled types that create or update a customer.
 const TYPES: [&str; 2] = ["customer.created", "customer.updated"];
 
@@ -77,50 +77,24 @@ struct Args {
     max_run_secs: u64,
 }
 
-struct Prepared {
-    body: Vec<u8>,
-    signature: String,
-}
-
 #[derive(Default)]
 struct TaskResult {
-    latencies_us: Vec<u64>,
+    tally: Tally,
+    /// Paced runs: microseconds from each event's due time to its sending.
     late_us: Vec<u64>,
-    statuses: BTreeMap<u16, usize>,
-    transport_errors: usize,
-    duplicates: usize,
-    sent: usize,
-    messages: Vec<String>,
 }
 
 impl TaskResult {
     fn merge(&mut self, other: TaskResult) {
-        self.latencies_us.extend(other.latencies_us);
+        self.tally.merge(other.tally);
         self.late_us.extend(other.late_us);
-        for (status, n) in other.statuses {
-            *self.statuses.entry(status).or_default() += n;
-        }
-        self.transport_errors += other.transport_errors;
-        self.duplicates += other.duplicates;
-        self.sent += other.sent;
-        for m in other.messages {
-            if self.messages.len() < KEPT_ERRORS {
-                self.messages.push(m);
-            }
-        }
-    }
-
-    fn note(&mut self, message: String) {
-        if self.messages.len() < KEPT_ERRORS {
-            self.messages.push(message);
-        }
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let url = checked_url(&args.url)?;
+    let url = checks::checked_url(&args.url)?;
     check_tag(&args.tag)?;
     ensure!(
         (1..=MAX_EVENTS).contains(&args.events),
@@ -130,14 +104,8 @@ async fn main() -> anyhow::Result<()> {
         (1..=MAX_CONCURRENCY).contains(&args.concurrency),
         "--concurrency must be 1..={MAX_CONCURRENCY}"
     );
-    ensure!(
-        (1..=MAX_RUN_SECS).contains(&args.max_run_secs),
-        "--max-run-secs must be 1..={MAX_RUN_SECS} (signatures expire after 300 s)"
-    );
-    ensure!(
-        (1..=60_000).contains(&args.request_timeout_ms),
-        "--request-timeout-ms must be 1..=60000"
-    );
+    checks::check_max_run_secs(args.max_run_secs)?;
+    let request_timeout = checks::request_timeout(args.request_timeout_ms)?;
     if let Some(rate) = args.rate {
         ensure!(
             rate.is_finite() && rate > 0.0 && rate <= MAX_RATE,
@@ -150,12 +118,12 @@ async fn main() -> anyhow::Result<()> {
             args.max_run_secs
         );
     }
-    let secrets = WebhookSecrets::parse(&args.secret).context("--secret")?;
-    let events = Arc::new(prepare(args.events, &args.tag, secrets.first())?);
-    let mean_body = events.iter().map(|p| p.body.len()).sum::<usize>() / events.len().max(1);
+    let secret = checks::signing_secret(&args.secret)?;
+    let events = Arc::new(prepare(args.events, &args.tag, &secret)?);
+    let mean_body = events::mean_body_bytes(&events);
 
     let clients = (0..args.concurrency)
-        .map(|_| client(Duration::from_millis(args.request_timeout_ms)))
+        .map(|_| http::client(request_timeout))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Paced runs start a little later so that every task is waiting when the first is due.
     let start = Instant::now() + Duration::from_millis(if args.rate.is_some() { 100 } else { 0 });
@@ -173,22 +141,20 @@ async fn main() -> anyhow::Result<()> {
             })
         })
         .collect();
-    let mut result = TaskResult::default();
+    let mut total = TaskResult::default();
     for handle in handles {
-        result.merge(handle.await.context("a load task panicked")?);
+        total.merge(handle.await.context("a load task panicked")?);
     }
     let wall = Instant::now().saturating_duration_since(start);
 
+    let TaskResult {
+        tally: mut result,
+        mut late_us,
+    } = total;
     result.latencies_us.sort_unstable();
-    result.late_us.sort_unstable();
-    let ok = result.statuses.get(&200).copied().unwrap_or(0);
-    let bad_status: usize = result
-        .statuses
-        .iter()
-        .filter(|(s, _)| **s != 200)
-        .map(|(_, n)| n)
-        .sum();
-    let errors = bad_status + result.transport_errors + args.events.saturating_sub(result.sent);
+    late_us.sort_unstable();
+    let ok = result.ok();
+    let errors = result.errors(args.events);
     let ms = |v: &[u64], p: f64| round(percentile(v, p), 3);
     let output = json!({
         "tag": args.tag,
@@ -202,11 +168,11 @@ async fn main() -> anyhow::Result<()> {
         "ok": ok,
         "errors": errors,
         "duplicates": result.duplicates,
-        "statuses": result.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+        "statuses": result.statuses_json(),
         "transport_errors": result.transport_errors,
         "error_samples": result.messages,
         "wall_s": round(wall.as_secs_f64(), 3),
-        "achieved_per_s": round(ok as f64 / wall.as_secs_f64().max(1e-9), 1),
+        "achieved_per_s": round(per_second(ok, wall), 1),
         "http_latency_ms": {
             "p50": ms(&result.latencies_us, 0.50),
             "p90": ms(&result.latencies_us, 0.90),
@@ -215,9 +181,9 @@ async fn main() -> anyhow::Result<()> {
         },
         // Paced runs: how long after its due time each event was sent.
         "send_late_ms": if args.rate.is_some() { json!({
-            "p50": ms(&result.late_us, 0.50),
-            "p99": ms(&result.late_us, 0.99),
-            "max": ms(&result.late_us, 1.0),
+            "p50": ms(&late_us, 0.50),
+            "p99": ms(&late_us, 0.99),
+            "max": ms(&late_us, 1.0),
         }) } else { Value::Null },
     });
     eprintln!(
@@ -227,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
         ok,
         errors,
         wall.as_secs_f64(),
-        ok as f64 / wall.as_secs_f64().max(1e-9),
+        per_second(ok, wall),
         percentile(&result.latencies_us, 0.5),
         percentile(&result.latencies_us, 0.99),
     );
@@ -236,15 +202,6 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
-}
-
-/// Accepts only plain HTTP to 127.0.0.1.
-fn checked_url(raw: &str) -> anyhow::Result<url::Url> {
-    let url = url::Url::parse(raw).with_context(|| format!("--url `{raw}` is not a URL"))?;
-    if url.scheme() != "http" || url.host_str() != Some("127.0.0.1") {
-        bail!("--url must be http://127.0.0.1:<port>/…; got `{raw}`");
-    }
-    Ok(url)
 }
 
 fn check_tag(tag: &str) -> anyhow::Result<()> {
@@ -262,11 +219,8 @@ fn check_tag(tag: &str) -> anyhow::Result<()> {
 /// Event `n` of a run: `customer.created` or `customer.updated`, about customer
 /// `cus_<tag>_<n>`, with id `evt_<tag>_<n>`.
 fn event(tag: &str, n: usize) -> anyhow::Result<Value> {
-    let event_type = TYPES[n % TYPES.len()];
     // Two types: the shape flips every pair, so both types come in both shapes.
-    let shape = ApiShape::ALL[(n / TYPES.len()) % ApiShape::ALL.len()];
-    let mut event = fixtures::event(event_type, shape)
-        .with_context(|| format!("no built-in example for {event_type}"))?;
+    let mut event = events::example(&TYPES, n)?;
     event["id"] = json!(format!("evt_{tag}_{n:07}"));
     let object = event
         .get_mut("data")
@@ -278,33 +232,14 @@ fn event(tag: &str, n: usize) -> anyhow::Result<Value> {
 }
 
 /// `n` events, signed now.
-fn prepare(n: usize, tag: &str, secret: &WebhookSecret) -> anyhow::Result<Vec<Prepared>> {
-    let timestamp = fixtures::unix_now();
-    (0..n)
-        .map(|i| {
-            let body = fixtures::to_body(&event(tag, i)?);
-            let signature = secret.sign(timestamp, &body);
-            Ok(Prepared { body, signature })
-        })
-        .collect()
-}
-
-/// One HTTP/1.1 client holding at most one idle (keep-alive) connection.
-fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .http1_only()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .no_proxy()
-        .timeout(timeout)
-        .build()
-        .context("cannot build the HTTP client")
+fn prepare(n: usize, tag: &str, secret: &WebhookSecret) -> anyhow::Result<Vec<SignedEvent>> {
+    events::sign_each(n, secret, |i| event(tag, i))
 }
 
 async fn send_loop(
     client: reqwest::Client,
     url: url::Url,
-    events: Arc<Vec<Prepared>>,
+    events: Arc<Vec<SignedEvent>>,
     next: Arc<AtomicUsize>,
     start: Instant,
     rate: Option<f64>,
@@ -329,73 +264,16 @@ async fn send_loop(
                 .late_us
                 .push(micros(started.saturating_duration_since(due)));
         }
-        result.sent += 1;
-        let answer = async {
-            let response = client
-                .post(url.clone())
-                .header("content-type", "application/json; charset=utf-8")
-                .header(
-                    "user-agent",
-                    "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-                )
-                .header("stripe-signature", event.signature.as_str())
-                .body(event.body.clone())
-                .send()
-                .await?;
-            let status = response.status().as_u16();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
-        }
-        .await;
-        let elapsed = started.elapsed();
-        match answer {
-            Ok((status, body)) => {
-                result.latencies_us.push(micros(elapsed));
-                *result.statuses.entry(status).or_default() += 1;
-                if status == 200 {
-                    let duplicate = serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v.get("duplicate").and_then(Value::as_bool));
-                    if duplicate != Some(false) {
-                        result.duplicates += 1;
-                    }
-                } else {
-                    result.note(format!(
-                        "HTTP {status}: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(200)])
-                    ));
-                }
-            }
-            Err(e) => {
-                result.transport_errors += 1;
-                result.note(format!("{e:?}"));
-            }
-        }
+        http::post(&client, &url, event, started.into_std(), &mut result.tally).await;
     }
     result
 }
 
-fn micros(d: Duration) -> u64 {
-    d.as_micros().try_into().unwrap_or(u64::MAX)
-}
-
-/// Nearest rank, in milliseconds.
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, sorted.len()) - 1;
-    sorted[index] as f64 / 1000.0
-}
-
-fn round(x: f64, places: i32) -> f64 {
-    let f = 10f64.powi(places);
-    (x * f).round() / f
-}
-
 #[cfg(test)]
 mod tests {
+    use billhook_core::stripe::WebhookSecrets;
+    use billhook_testkit::fixtures;
+
     use super::*;
 
     #[test]
@@ -427,20 +305,10 @@ mod tests {
     }
 
     #[test]
-    fn only_local_http_and_plain_tags_are_accepted() {
-        assert!(checked_url("http://127.0.0.1:8080/api/webhooks/stripe").is_ok());
-        assert!(checked_url("http://localhost:8080/").is_err());
+    fn only_plain_tags_are_accepted() {
         assert!(check_tag("lag01").is_ok());
         assert!(check_tag("Lag").is_err());
         assert!(check_tag("").is_err());
         assert!(check_tag("a_b").is_err());
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let v: Vec<u64> = (1..=100).map(|x| x * 1000).collect();
-        assert_eq!(percentile(&v, 0.5), 50.0);
-        assert_eq!(percentile(&v, 0.99), 99.0);
-        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }
