@@ -1,7 +1,7 @@
 //! billhook-worker: the daemon that applies stored Stripe events exactly once, and the
 //! operator's commands around it (migrate, requeue, dead letters, ledger, orders, dunning).
 //!
-//! - [`queue`]: the job queue (apalis on PostgreSQL, behind this one module): job kinds,
+//! - [`queue`]: the job queue, the only module that knows its engine and tables: job kinds,
 //!   enqueueing, the runner, retries, dead letters and requeue, retention, restarts;
 //! - [`billing`]: applying an event to the mirror and the business state (ProcessEvent);
 //! - [`email`], [`notify`], [`dunning`]: the follow-up work an event sets off, each a job kind;

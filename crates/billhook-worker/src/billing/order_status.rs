@@ -24,6 +24,17 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: [Self; 8] = [
+        Self::Pending,
+        Self::Paid,
+        Self::Fulfilled,
+        Self::FulfillmentFailed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Refunded,
+        Self::PartiallyRefunded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -39,18 +50,7 @@ impl OrderStatus {
 
     /// The stored status; `None` for one Billhook does not know (the application's own).
     pub fn parse(stored: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Paid,
-            Self::Fulfilled,
-            Self::FulfillmentFailed,
-            Self::Failed,
-            Self::Cancelled,
-            Self::Refunded,
-            Self::PartiallyRefunded,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == stored)
+        Self::ALL.into_iter().find(|s| s.as_str() == stored)
     }
 }
 
@@ -309,16 +309,7 @@ mod tests {
 
     #[test]
     fn stored_statuses_read_back() {
-        for s in [
-            Pending,
-            Paid,
-            Fulfilled,
-            FulfillmentFailed,
-            Failed,
-            Cancelled,
-            Refunded,
-            PartiallyRefunded,
-        ] {
+        for s in OrderStatus::ALL {
             assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
         }
         assert_eq!(OrderStatus::parse("shipped"), None);
