@@ -72,8 +72,9 @@ export DATABASE_URL
 mkdir -p .dev && printf '%s\n' "$DATABASE_URL" > .dev/database-url
 
 # --- build and migrate ----------------------------------------------------------------------
-echo "building (cargo build --bins)…"
-SQLX_OFFLINE=true cargo build --bins
+# Only the two binaries it runs (not the benchmark tools or the test helpers).
+echo "building (cargo build -p billhook-receiver -p billhook-worker)…"
+SQLX_OFFLINE=true cargo build -p billhook-receiver -p billhook-worker
 bin=${CARGO_TARGET_DIR:-target}/debug
 export BILLHOOK_LOG_FORMAT=${BILLHOOK_LOG_FORMAT:-text}
 "$bin/billhook-worker" migrate
@@ -131,25 +132,32 @@ start() {
   names+=("$name")
 }
 
+# Waits until the process started last answers URL (its /healthz), for up to 30 s.
+wait_until_up() {
+  local url=$1 name=${names[-1]} pid=${pids[-1]} waited=0
+  until answers "$url"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited at start (its messages are above)." >&2
+      exit 1
+    fi
+    if [ "$waited" -ge 300 ]; then
+      echo "$name did not answer $url within 30 s." >&2
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
 start billhook-receiver "$bin/billhook-receiver"
-waited=0
-until answers "$admin_url/healthz"; do
-  if ! kill -0 "${pids[0]}" 2>/dev/null; then
-    echo "billhook-receiver exited at start (its messages are above)." >&2
-    exit 1
-  fi
-  if [ "$waited" -ge 300 ]; then
-    echo "billhook-receiver did not answer $admin_url/healthz within 30 s." >&2
-    exit 1
-  fi
-  sleep 0.1
-  waited=$((waited + 1))
-done
+wait_until_up "$admin_url/healthz"
 
 if "$bin/billhook-worker" run --help >/dev/null 2>&1; then
   start billhook-worker "$bin/billhook-worker" run
   worker_admin=$(local_url "${BILLHOOK_WORKER_ADMIN_LISTEN:-127.0.0.1:9081}")
   worker_note="worker admin    $worker_admin/healthz  $worker_admin/readyz  $worker_admin/metrics"
+  # The banner comes after the worker's own start-up lines.
+  wait_until_up "$worker_admin/healthz"
 else
   worker_note="billhook-worker has no \`run\` subcommand in this build: events are stored and queued, not applied"
 fi

@@ -215,3 +215,38 @@ mod tests {
         super::ReceiverSettings::command().debug_assert();
     }
 }
+
+/// Parses the command line (and environment) into `C`, or exits as clap does: with its message
+/// and status 2. A missing database URL gets a hint at where scripts/dev.sh keeps one.
+pub fn parse_or_exit<C: clap::Parser>() -> C {
+    let parsed = command::<C>()
+        .try_get_matches()
+        .and_then(|mut matches| C::from_arg_matches_mut(&mut matches));
+    parsed.unwrap_or_else(|error| {
+        if error.kind() == clap::error::ErrorKind::MissingRequiredArgument
+            && error.to_string().contains("--database-url")
+        {
+            eprint!("{}", error.render());
+            eprintln!("\n{DATABASE_URL_HINT}");
+            std::process::exit(2);
+        }
+        error.exit()
+    })
+}
+
+/// The command line of `C` as `--help` shows it: a setting read from the environment has its
+/// variable's name as placeholder (`--notify-url <BILLHOOK_NOTIFY_URL>`), so that one name
+/// is shown for one setting everywhere, a missing-setting error included.
+pub fn command<C: clap::CommandFactory>() -> clap::Command {
+    C::command().mut_args(
+        |arg| match arg.get_env().map(|e| e.to_string_lossy().into_owned()) {
+            Some(env) => arg.value_name(env),
+            None => arg,
+        },
+    )
+}
+
+/// What to do about a missing database URL.
+pub const DATABASE_URL_HINT: &str = "hint: set DATABASE_URL (or pass --database-url) to your PostgreSQL database, \
+e.g. postgres://billhook@127.0.0.1:5432/billhook. scripts/dev.sh keeps the URL of its database in \
+.dev/database-url: export DATABASE_URL=$(cat .dev/database-url)";

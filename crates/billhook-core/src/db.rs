@@ -77,15 +77,44 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
 
 /// Runs apalis's setup, then Billhook's migrations. Safe to run again, and from several
 /// processes at once (both migrators take an advisory lock).
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<Migrated> {
+    let apalis = apalis_migrator();
+    let queue_missing = missing(pool, &apalis).await?;
     apalis_postgres::PostgresStorage::<()>::setup(pool)
         .await
         .context("apalis migrations failed")?;
+    let billhook_missing = missing(pool, &MIGRATOR).await?;
     MIGRATOR
         .run(pool)
         .await
         .context("billhook migrations failed")?;
-    Ok(())
+    Ok(Migrated {
+        queue: Step {
+            applied: queue_missing,
+            total: up_migrations(&apalis).len(),
+        },
+        billhook: Step {
+            applied: billhook_missing,
+            total: up_migrations(&MIGRATOR).len(),
+        },
+    })
+}
+
+/// What [`migrate`] did, per set of migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// The job queue's (apalis's) tables.
+    pub queue: Step,
+    /// Billhook's own tables.
+    pub billhook: Step,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Migrations applied by this run.
+    pub applied: usize,
+    /// Migrations this build knows.
+    pub total: usize,
 }
 
 /// The database lacks migrations this build needs.
@@ -118,16 +147,29 @@ async fn check_one(
     migrator: &Migrator,
     what: &'static str,
 ) -> Result<(), MigrationCheckError> {
+    let missing = missing(pool, migrator).await?;
+    if missing > 0 {
+        return Err(NotMigrated { what, missing }.into());
+    }
+    Ok(())
+}
+
+fn up_migrations(migrator: &Migrator) -> Vec<i64> {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect()
+}
+
+/// How many of `migrator`'s migrations the database lacks.
+async fn missing(pool: &PgPool, migrator: &Migrator) -> Result<usize, sqlx::Error> {
     let table: &Cow<'static, str> = &migrator.table_name;
     let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
         .bind(table.as_ref())
         .fetch_one(pool)
         .await?;
-    let expected: Vec<i64> = migrator
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .map(|m| m.version)
-        .collect();
+    let expected = up_migrations(migrator);
     let applied: Vec<i64> = if exists.is_some() {
         // The table name comes from the migrator (a constant), never from input.
         let sql = format!("SELECT version FROM {table} WHERE success");
@@ -137,9 +179,5 @@ async fn check_one(
     } else {
         Vec::new()
     };
-    let missing = expected.iter().filter(|v| !applied.contains(v)).count();
-    if missing > 0 {
-        return Err(NotMigrated { what, missing }.into());
-    }
-    Ok(())
+    Ok(expected.iter().filter(|v| !applied.contains(v)).count())
 }

@@ -54,18 +54,29 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Resu
     install(service, provider, settings)
 }
 
+/// The filter as given, with PostgreSQL's notices (`schema "apalis" already exists` while
+/// migrating, say) kept to warnings unless the filter says something about sqlx itself.
+fn filter_directives(filter: &str) -> String {
+    if filter.contains("sqlx") {
+        filter.to_owned()
+    } else {
+        format!("{filter},sqlx::postgres::notice=warn")
+    }
+}
+
 /// Like `init`, with a tracer provider of the caller's (a test's in-memory exporter).
 pub fn install(
     service: &'static str,
     provider: SdkTracerProvider,
     settings: &TelemetrySettings,
 ) -> anyhow::Result<TelemetryGuard> {
-    let filter = EnvFilter::try_new(&settings.log_filter).with_context(|| {
-        format!(
-            "BILLHOOK_LOG `{}` is not a valid filter",
-            settings.log_filter
-        )
-    })?;
+    let filter =
+        EnvFilter::try_new(filter_directives(&settings.log_filter)).with_context(|| {
+            format!(
+                "BILLHOOK_LOG `{}` is not a valid filter",
+                settings.log_filter
+            )
+        })?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));

@@ -107,7 +107,9 @@ impl Application {
         let server = HttpServer::new(move || {
             // A resource (not a bare route) so other methods get 405, not 404.
             App::new().app_data(webhook_state.clone()).service(
-                web::resource(WEBHOOK_PATHS).route(web::post().to(routes::webhook::receive)),
+                web::resource(WEBHOOK_PATHS)
+                    .route(web::post().to(routes::webhook::receive))
+                    .route(web::get().to(routes::endpoint_info::describe)),
             )
         })
         .disable_signals()

@@ -175,11 +175,50 @@ async fn a_database_that_is_down_answers_503() {
         "temporarily unavailable, retry later"
     );
     assert_eq!(app.admin_get("/readyz").await.status(), 503);
+    let document = app.client.get(app.webhook_url()).send().await.expect("GET");
+    assert_eq!(document.status(), 503);
+    let body: serde_json::Value = document.json().await.expect("JSON");
+    assert_eq!(body["can_store_events"], false);
+    assert_eq!(body["status"], "unavailable");
 }
 
 #[tokio::test]
 async fn other_methods_are_not_allowed() {
     let app = TestReceiver::spawn().await;
-    let response = app.client.get(app.webhook_url()).send().await.expect("GET");
-    assert_eq!(response.status(), 405);
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.webhook_url())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 405, "{method}");
+    }
+}
+
+/// GET on the webhook path: whether events can be stored, and the handled types to copy into
+/// Stripe's endpoint settings; nothing else (no version, setting or count).
+#[tokio::test]
+async fn get_on_the_webhook_path_says_whether_events_can_be_stored() {
+    let app = TestReceiver::spawn().await;
+    for path in billhook_receiver::WEBHOOK_PATHS {
+        let url = format!("{}{path}", app.address);
+        let response = app.client.get(&url).send().await.expect("GET");
+        assert_eq!(response.status(), 200, "{path}");
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        let handled: Vec<&str> = billhook_core::stripe::event_types::HANDLED.to_vec();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "status": "ok",
+                "can_store_events": true,
+                "accepts": "POST with a Stripe-Signature header",
+                "handled_event_types": handled,
+            })
+        );
+    }
 }

@@ -38,6 +38,9 @@ fn without_a_database_url_or_secret_it_refuses_to_start_and_says_which() {
     let message = stderr(&output);
     assert!(message.contains("DATABASE_URL"), "{message}");
     assert!(message.contains("BILLHOOK_WEBHOOK_SECRETS"), "{message}");
+    // Where a developer finds one.
+    assert!(message.contains(".dev/database-url"), "{message}");
+    assert_eq!(output.status.code(), Some(2));
 }
 
 #[test]

@@ -1,8 +1,6 @@
-use clap::Parser as _;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = billhook_worker::cli::Cli::parse();
+    let cli: billhook_worker::cli::Cli = billhook_core::config::parse_or_exit();
     let _telemetry = billhook_core::telemetry::init("billhook-worker", &cli.telemetry)?;
     billhook_worker::cli::run(cli).await
 }

@@ -105,7 +105,13 @@ pub async fn create(
 /// Records that an event about an order found none. Not an error: there is nothing a retry
 /// would change.
 pub fn not_found(event: &Event, subject: &str, keys: &Keys<'_>) {
-    tracing::warn!(subject, ?keys, "no order for this event; recorded");
+    tracing::info!(
+        subject,
+        session = keys.session_id,
+        payment_intent = keys.payment_intent_id,
+        reference = keys.reference,
+        "no order for this event; applied without one"
+    );
     event.audit(
         "order",
         subject,

@@ -117,23 +117,40 @@ pub async fn run(pool: &PgPool, command: DeadLettersCommand) -> anyhow::Result<(
     }
 }
 
+/// One line per dead letter; with requeued ones shown (`--all`), when and by whom the last
+/// requeue was.
 fn print_table(letters: &[DeadLetter]) {
     println!(
-        "{:<28} {:<14} {:<32} {:>8}  {:<20} error",
-        "job", "kind", "event", "attempts", "dead at"
+        "{:<28} {:<14} {:<32} {:>8}  {:<20} {:<36} error",
+        "job", "kind", "event", "attempts", "dead at", "requeued"
     );
     for d in letters {
-        let mut error = d.error.replace('\n', " ");
-        error.truncate(80);
+        let error: String = d.error.replace('\n', " ").chars().take(80).collect();
         println!(
-            "{:<28} {:<14} {:<32} {:>8}  {:<20} {}",
+            "{:<28} {:<14} {:<32} {:>8}  {:<20} {:<36} {}",
             d.job_id,
             d.kind,
             d.event_id.as_deref().unwrap_or("-"),
             d.attempts,
             d.dead_at.format("%Y-%m-%d %H:%M:%S"),
+            requeued(d),
             error
         );
     }
     println!("{} dead letter(s)", letters.len());
+}
+
+/// `-`, or when the dead letter was last requeued and by whom.
+fn requeued(d: &DeadLetter) -> String {
+    let Some(at) = d.requeued_at else {
+        return "-".to_owned();
+    };
+    let by = d
+        .requeue_history
+        .as_array()
+        .and_then(|h| h.last())
+        .and_then(|last| last.get("by"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown");
+    format!("{} by {by}", at.format("%Y-%m-%d %H:%M:%S"))
 }

@@ -2,6 +2,8 @@
 
 pub mod billing;
 pub mod dead_letters;
+#[cfg(test)]
+mod documented_settings;
 
 use billhook_core::config::{DatabaseSettings, TelemetrySettings};
 
@@ -61,8 +63,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             daemon.run(billhook_core::shutdown::signal()).await
         }
         Command::Migrate => {
-            billhook_core::db::migrate(&pool).await?;
-            tracing::info!("database migrated");
+            let done = billhook_core::db::migrate(&pool).await?;
+            for (what, step) in [("job queue", done.queue), ("billhook", done.billhook)] {
+                println!(
+                    "{what} tables: {} migration(s) applied, {} already there",
+                    step.applied,
+                    step.total - step.applied
+                );
+            }
             println!("database migrated");
             Ok(())
         }

@@ -154,20 +154,27 @@ impl JobKind for SendEmailJob {
         }
     }
 
+    /// Keeps the email's attempts equal to the job's (a failure before sending, such as a
+    /// template that does not render, counts too) and marks it dead with the job; a requeued
+    /// dead email is pending again until it is sent or dies again.
     async fn record_failure(
         &self,
         conn: &mut sqlx::PgConnection,
         args: &Value,
-        _attempt: u32,
+        attempt: u32,
         error: &str,
         dead: bool,
     ) -> anyhow::Result<()> {
-        if let (true, Some(id)) = (dead, args.get("email_id").and_then(Value::as_str)) {
+        if let Some(id) = args.get("email_id").and_then(Value::as_str) {
             sqlx::query(
-                "UPDATE emails SET status = 'dead', last_error = $2 WHERE id = $1 AND status = 'pending'",
+                "UPDATE emails SET attempts = greatest(attempts, $3), last_error = $2,
+                        status = CASE WHEN $4 THEN 'dead' ELSE 'pending' END
+                  WHERE id = $1 AND status IN ('pending', 'dead')",
             )
             .bind(id)
             .bind(error)
+            .bind(attempt as i32)
+            .bind(dead)
             .execute(conn)
             .await?;
         }

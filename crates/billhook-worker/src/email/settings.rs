@@ -67,11 +67,13 @@ pub struct EmailSettings {
     pub reply_to: Option<String>,
 
     /// Where emails go as .eml files when no SMTP host is set (scripts/dev.sh: .dev/mail).
+    /// The default is under the system's temporary directory, never relative to where the
+    /// worker was started, so it cannot litter a working tree.
     #[arg(
         id = "email_dir",
         long = "email-dir",
         env = "BILLHOOK_EMAIL_DIR",
-        default_value = "mail"
+        default_value_os_t = default_dir()
     )]
     pub dir: PathBuf,
 
@@ -133,10 +135,15 @@ impl Default for EmailSettings {
             smtp_timeout: Duration::from_secs(30),
             from: "Billing <billing@localhost>".to_owned(),
             reply_to: None,
-            dir: PathBuf::from("mail"),
+            dir: default_dir(),
             templates: None,
             max_attempts: 12,
             payment_failed_hold: Duration::from_secs(120),
         }
     }
+}
+
+/// `$TMPDIR/billhook-mail` (`/tmp/billhook-mail` on most systems).
+fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("billhook-mail")
 }

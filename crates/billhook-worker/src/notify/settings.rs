@@ -21,7 +21,7 @@ pub struct NotifySettings {
     /// Standard Webhooks signing secret: `whsec_` followed by the base64 of 24 to 64 random
     /// bytes. Required when the URL is set.
     #[arg(id = "notify_secret", long = "notify-secret", env = "BILLHOOK_NOTIFY_SECRET",
-          value_name = "BILLHOOK_NOTIFY_SECRET", hide_env_values = true, value_parser = SigningKeyParser)]
+          hide_env_values = true, value_parser = SigningKeyParser)]
     pub secret: Option<SigningKey>,
 
     /// Longest one delivery may take, connecting included; a slower one counts as failed and

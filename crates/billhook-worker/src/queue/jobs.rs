@@ -76,6 +76,14 @@ impl Job for DunningStep {
     const KIND: &'static str = "dunning_step";
 }
 
+/// Every kind, for the gauges that show a kind with nothing to count as 0.
+pub const KINDS: [&str; 4] = [
+    ProcessEvent::KIND,
+    NotifyApp::KIND,
+    SendEmail::KIND,
+    DunningStep::KIND,
+];
+
 /// Every queue, for the gauges that show empty queues as 0.
 pub const QUEUES: [&str; 4] = [
     ProcessEvent::QUEUE,

@@ -1,12 +1,13 @@
 //! The queue's Prometheus metrics: job runs, retries and dead letters as they happen; queue
-//! depth and the age of the oldest waiting job, read from apalis's table when scraped.
+//! depth, the age of the oldest waiting job (from apalis's table) and the dead letters not yet
+//! requeued, read from the database when scraped.
 
 use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use sqlx::PgPool;
 
-use super::jobs::QUEUES;
+use super::jobs::{KINDS, QUEUES};
 
 #[derive(Clone)]
 pub struct QueueMetrics {
@@ -16,6 +17,7 @@ pub struct QueueMetrics {
     dead_letters: IntCounterVec,
     queue_depth: IntGaugeVec,
     oldest_pending_seconds: IntGaugeVec,
+    open_dead_letters: IntGaugeVec,
 }
 
 fn defined<T>(metric: prometheus::Result<T>) -> T {
@@ -71,6 +73,13 @@ impl QueueMetrics {
                 ),
                 &["queue"],
             )),
+            open_dead_letters: defined(IntGaugeVec::new(
+                Opts::new(
+                    "billhook_worker_dead_letters_open",
+                    "Dead letters not yet requeued, by kind.",
+                ),
+                &["kind"],
+            )),
         }
     }
 
@@ -82,6 +91,7 @@ impl QueueMetrics {
             Box::new(self.dead_letters.clone()),
             Box::new(self.queue_depth.clone()),
             Box::new(self.oldest_pending_seconds.clone()),
+            Box::new(self.open_dead_letters.clone()),
         ] {
             defined(registry.register(c));
         }
@@ -134,6 +144,25 @@ impl QueueMetrics {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the queue depth for /metrics"),
+        }
+        let open: Result<Vec<(String, i64)>, _> = sqlx::query_as(
+            "SELECT kind, count(*) FROM dead_letters WHERE requeued_at IS NULL GROUP BY kind",
+        )
+        .fetch_all(pool)
+        .await;
+        match open {
+            Ok(rows) => {
+                self.open_dead_letters.reset();
+                for kind in KINDS {
+                    self.open_dead_letters.with_label_values(&[kind]).set(0);
+                }
+                for (kind, count) in rows {
+                    self.open_dead_letters
+                        .with_label_values(&[&kind])
+                        .set(count);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count open dead letters for /metrics"),
         }
     }
 }

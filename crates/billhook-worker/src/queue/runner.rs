@@ -81,6 +81,9 @@ pub async fn handle<K: JobKind>(
     runner: Data<Arc<Runner<K>>>,
 ) -> Result<(), BoxDynError> {
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX).max(1);
+    // The task span (apalis's) names the attempt too: make it this attempt's number, the one
+    // failures and dead letters record, so that a log line never shows two.
+    tracing::Span::current().record("attempt", attempt);
     let job_id = task_id.to_string();
     let started = Instant::now();
     let result = match serde_json::from_value::<K::Args>(args.clone()) {
@@ -101,17 +104,18 @@ pub async fn handle<K: JobKind>(
     };
     match runner.fail(&job_id, &args, attempt, &error).await {
         Ok(Fate::Retry(delay)) => {
-            tracing::warn!(job_id, attempt, ?delay, error = %error, "job failed; will retry");
+            tracing::warn!(attempt, retry_in = %humantime::format_duration(round_ms(delay)), error = %error,
+                "job failed; will retry");
             Err(error.into())
         }
         Ok(Fate::Dead) => {
-            tracing::error!(job_id, attempt, error = %error, "job dead-lettered");
+            tracing::error!(attempt, error = %error, "job dead-lettered");
             Err(AbortError::new(error).into())
         }
         // Recording failed too (the database is likely down): leave the job to apalis, which
         // fetches it again; nothing is lost.
         Err(record_error) => {
-            tracing::error!(job_id, attempt, error = %error, record_error = %format!("{record_error:#}"),
+            tracing::error!(attempt, error = %error, record_error = %format!("{record_error:#}"),
                 "job failed and the failure could not be recorded");
             Err(error.into())
         }
@@ -187,6 +191,11 @@ async fn max_attempts(pool: &PgPool, job_id: &str) -> anyhow::Result<u32> {
         .fetch_optional(pool)
         .await?;
     Ok(max.map_or(1, |m| m.max(1) as u32))
+}
+
+/// A delay to the millisecond, for a readable log line.
+fn round_ms(delay: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn panic_error(panic: &Box<dyn std::any::Any + Send>) -> anyhow::Error {

@@ -177,10 +177,12 @@ pub fn register<K: JobKind>(
             .backend(backend)
             .concurrency(concurrency)
             // INFO, not apalis's DEBUG default: a span filtered out would cut the trace the
-            // receiver started.
+            // receiver started. No failure line of apalis's own: the runner logs each failure
+            // once (a retry at WARN, a dead letter at ERROR) with its attempt and error.
             .layer(
                 TraceLayer::new()
-                    .make_span_with(ContextualTaskSpan::new().level(tracing::Level::INFO)),
+                    .make_span_with(ContextualTaskSpan::new().level(tracing::Level::INFO))
+                    .on_failure(()),
             )
             .data(runner.clone())
             .build(handle::<K>)
