@@ -51,7 +51,15 @@ pub fn tracer_provider(
 /// Installs the global subscriber and propagator. Call once, at the start of `main`.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
     let provider = tracer_provider(service, settings.otlp_endpoint.as_deref())?;
-    install(service, provider, settings)
+    install_with(service, provider, settings, Output::Stdout)
+}
+
+/// Where log lines go.
+#[derive(Clone, Copy)]
+enum Output {
+    Stdout,
+    /// The test harness's captured output: shown only for a test that fails.
+    TestHarness,
 }
 
 /// The filter as given, with PostgreSQL's notices (`schema "apalis" already exists` while
@@ -64,11 +72,21 @@ fn filter_directives(filter: &str) -> String {
     }
 }
 
-/// Like `init`, with a tracer provider of the caller's (a test's in-memory exporter).
+/// For tests: like `init`, with a tracer provider of the caller's (an in-memory exporter, say),
+/// and log lines written to the test harness's captured output rather than the terminal.
 pub fn install(
     service: &'static str,
     provider: SdkTracerProvider,
     settings: &TelemetrySettings,
+) -> anyhow::Result<TelemetryGuard> {
+    install_with(service, provider, settings, Output::TestHarness)
+}
+
+fn install_with(
+    service: &'static str,
+    provider: SdkTracerProvider,
+    settings: &TelemetrySettings,
+    output: Output,
 ) -> anyhow::Result<TelemetryGuard> {
     let filter =
         EnvFilter::try_new(filter_directives(&settings.log_filter)).with_context(|| {
@@ -80,14 +98,21 @@ pub fn install(
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
-    let fmt = match settings.log_format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
+    let json = || {
+        tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .flatten_event(true)
+    };
+    let fmt = match (settings.log_format, output) {
+        (LogFormat::Json, Output::Stdout) => json().boxed(),
+        (LogFormat::Json, Output::TestHarness) => json().with_test_writer().boxed(),
+        (LogFormat::Text, Output::Stdout) => tracing_subscriber::fmt::layer().boxed(),
+        (LogFormat::Text, Output::TestHarness) => tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_ansi(false)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
     };
     tracing_subscriber::registry()
         .with(filter)

@@ -7,8 +7,11 @@ use billhook_testkit::fixtures::{self, ApiShape};
 
 #[tokio::test]
 async fn the_job_metadata_carries_the_request_trace_context() {
-    let _guard = billhook_core::telemetry::init(
+    let provider =
+        billhook_core::telemetry::tracer_provider("billhook-receiver-test", None).expect("provider");
+    let _guard = billhook_core::telemetry::install(
         "billhook-receiver-test",
+        provider,
         &TelemetrySettings {
             log_filter: "info".into(),
             log_format: LogFormat::Json,
