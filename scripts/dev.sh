@@ -101,6 +101,11 @@ else
   mail_line="emails          sent through $BILLHOOK_SMTP_HOST:${BILLHOOK_SMTP_PORT:-587}"
 fi
 
+# --- dunning --------------------------------------------------------------------------------
+# Seconds apart instead of days, so `scripts/trigger.sh --story renewal-fails-to-cancellation`
+# shows a whole run.
+export BILLHOOK_DUNNING_SCHEDULE=${BILLHOOK_DUNNING_SCHEDULE:-0s,10s,20s,30s}
+
 # --- processes ------------------------------------------------------------------------------
 export BILLHOOK_RECEIVER_LISTEN=${BILLHOOK_RECEIVER_LISTEN:-127.0.0.1:8080}
 export BILLHOOK_RECEIVER_ADMIN_LISTEN=${BILLHOOK_RECEIVER_ADMIN_LISTEN:-127.0.0.1:9080}
@@ -177,8 +182,10 @@ Billhook is running.
   $worker_note
   $mail_line
 
-Send a signed test event (another terminal):
+Send a signed test event, or a whole story with what Billhook did (another terminal):
   scripts/trigger.sh payment_intent.succeeded        (scripts/trigger.sh --list for all types)
+  scripts/trigger.sh --story one-time-purchase       (--list-stories for all)
+  (dunning steps run at $BILLHOOK_DUNNING_SCHEDULE after a failure: BILLHOOK_DUNNING_SCHEDULE)
 Forward real test-mode events with the Stripe CLI:
   stripe listen --forward-to localhost:${web_url##*:}/api/webhooks/stripe
   then restart with the whsec_ the CLI prints, keeping the dev one for scripts/trigger.sh:

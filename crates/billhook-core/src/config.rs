@@ -204,18 +204,6 @@ pub fn positive_duration(value: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory as _;
-
-    /// clap checks its definition (unique ids, flags, defaults) only when a command line is
-    /// parsed: a clash would otherwise surface as a panic at the receiver's start.
-    #[test]
-    fn the_receiver_command_line_is_well_formed() {
-        super::ReceiverSettings::command().debug_assert();
-    }
-}
-
 /// Parses the command line (and environment) into `C`, or exits as clap does: with its message
 /// and status 2. A missing database URL gets a hint at where scripts/dev.sh keeps one.
 pub fn parse_or_exit<C: clap::Parser>() -> C {
@@ -250,3 +238,15 @@ pub fn command<C: clap::CommandFactory>() -> clap::Command {
 pub const DATABASE_URL_HINT: &str = "hint: set DATABASE_URL (or pass --database-url) to your PostgreSQL database, \
 e.g. postgres://billhook@127.0.0.1:5432/billhook. scripts/dev.sh keeps the URL of its database in \
 .dev/database-url: export DATABASE_URL=$(cat .dev/database-url)";
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap checks its definition (unique ids, flags, defaults) only when a command line is
+    /// parsed: a clash would otherwise surface as a panic at the receiver's start.
+    #[test]
+    fn the_receiver_command_line_is_well_formed() {
+        super::ReceiverSettings::command().debug_assert();
+    }
+}

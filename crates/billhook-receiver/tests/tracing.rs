@@ -7,8 +7,8 @@ use billhook_testkit::fixtures::{self, ApiShape};
 
 #[tokio::test]
 async fn the_job_metadata_carries_the_request_trace_context() {
-    let provider =
-        billhook_core::telemetry::tracer_provider("billhook-receiver-test", None).expect("provider");
+    let provider = billhook_core::telemetry::tracer_provider("billhook-receiver-test", None)
+        .expect("provider");
     let _guard = billhook_core::telemetry::install(
         "billhook-receiver-test",
         provider,

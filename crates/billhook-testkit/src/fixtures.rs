@@ -98,6 +98,9 @@ pub fn envelope(event_type: &str, shape: ApiShape, object: Value) -> Value {
 
 /// The event a real account would send for `event_type`, or `None` for a type with no
 /// built-in example. Every type in `billhook_core::stripe::event_types::HANDLED` has one.
+/// Its objects keep Stripe's example ids (the same on every call, which tests rely on) and
+/// dates; `scripts/trigger.sh` sends [`crate::examples`] instead, with ids of their own and
+/// dates around now.
 pub fn event(event_type: &str, shape: ApiShape) -> Option<Value> {
     let object = example_object(event_type, shape)?;
     Some(envelope(event_type, shape, object))

@@ -1,5 +1,6 @@
 //! `TestWorker`: the worker daemon in-process against a test database, with fast polling,
-//! heartbeats and retries, plus helpers to wait for what it does.
+//! heartbeats and retries, plus [`run_due_jobs`]: what a test calls instead of polling for the
+//! rows a follow-up job writes.
 
 use std::time::{Duration, Instant};
 
@@ -117,8 +118,35 @@ impl Drop for TestWorker {
     }
 }
 
+/// How far ahead [`run_due_jobs`] looks: a retry under [`settings`] comes due within
+/// `retry_max` (500 ms) of the failure, so one second includes every retry a failure schedules.
+pub const RETRY_HORIZON: Duration = Duration::from_secs(1);
+
+/// How long [`run_due_jobs`] waits before it gives up.
+pub const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Returns once every job due now has run to completion, with the follow-up jobs they pushed
+/// and the retries they scheduled (see [`RETRY_HORIZON`]); jobs scheduled later stay queued. A worker
+/// must be running on the same database: a [`TestWorker`], or a worker process. Panics after
+/// [`RUN_LIMIT`] with how many jobs are still outstanding.
+pub async fn run_due_jobs(pool: &PgPool) {
+    run_jobs_due_within(pool, RETRY_HORIZON, RUN_LIMIT).await;
+}
+
+/// [`run_due_jobs`] with a horizon and a limit of the caller's. The horizon moves with the
+/// clock: a chain of jobs, each scheduled less than `within` after the one before, runs to its
+/// end (a schedule of seconds). `within` must cover the retries too.
+pub async fn run_jobs_due_within(pool: &PgPool, within: Duration, limit: Duration) {
+    billhook_worker::queue::drain::until_idle(pool, within, limit)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("jobs due within {within:?} did not all run (is a worker running?): {e:#}")
+        });
+}
+
 /// Polls `sql` (a query returning one bigint) until it returns `expected`, or panics after
-/// `limit` with the last value seen.
+/// `limit` with the last value seen. For a state in the middle of the work (a job in flight, a
+/// retry loop, one step of a schedule) or outside the queue; for work done, [`run_due_jobs`].
 pub async fn wait_for_count(pool: &PgPool, sql: &str, expected: i64, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {

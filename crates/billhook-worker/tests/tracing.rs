@@ -1,11 +1,9 @@
 //! One trace from receipt to effects: the worker's span for an event continues the trace the
 //! receiver started. Its own test binary: it installs the process-wide subscriber.
 
-use std::time::Duration;
-
 use billhook_core::config::{LogFormat, TelemetrySettings};
 use billhook_testkit::fixtures::{self, ApiShape};
-use billhook_testkit::worker::wait_for_count;
+use billhook_testkit::worker::run_due_jobs;
 use billhook_testkit::{TestReceiver, TestWorker};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 
@@ -26,13 +24,13 @@ async fn the_worker_span_continues_the_receiver_trace() {
     let worker = TestWorker::spawn(&app.db.pool).await;
     let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
     assert_eq!(app.deliver(&event).await.status(), 200);
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
     worker.stop().await.expect("stop");
     provider.force_flush().expect("flush");
 

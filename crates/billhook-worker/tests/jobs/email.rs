@@ -7,7 +7,7 @@ use std::time::Duration;
 use billhook_testkit::billing::{self, Applier};
 use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::smtp::{SmtpSink, free_port};
-use billhook_testkit::worker::{settings, settings_with_smtp, wait_for_count};
+use billhook_testkit::worker::{run_due_jobs, settings, settings_with_smtp, wait_for_count};
 use billhook_testkit::{TestDatabase, TestReceiver, TestWorker};
 use billhook_worker::email::{Mailer, NewEmail, Template};
 use billhook_worker::queue::dead_letter::{self, Selection};
@@ -48,10 +48,16 @@ async fn enqueue_with(
     tx.commit().await.expect("commit");
 }
 
-/// Waits until one email matches `condition` (SQL on `emails`).
+/// Waits until one email matches `condition` (SQL on `emails`): for a state in the middle of
+/// a retry loop, where the queue never runs dry while the server stays down.
 async fn wait_for_email(pool: &PgPool, condition: &str) {
     let sql = format!("SELECT count(*) FROM emails WHERE {condition}");
     wait_for_count(pool, &sql, 1, WAIT).await;
+}
+
+/// How many emails match `condition` (SQL on `emails`).
+async fn emails(db: &TestDatabase, condition: &str) -> i64 {
+    db.count(&format!("emails WHERE {condition}")).await
 }
 
 fn data() -> Value {
@@ -100,13 +106,8 @@ async fn every_template_arrives_with_its_content_and_headers() {
     }
 
     let messages = sink.wait_for(Template::ALL.len(), WAIT).await;
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM emails WHERE status = 'sent'",
-        8,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(db.count("emails WHERE status = 'sent'").await, 8);
     for template in Template::ALL {
         let (subject, says) = expected(template);
         let message = messages
@@ -154,7 +155,8 @@ async fn a_redelivered_or_reapplied_event_sends_nothing_more() {
     assert_eq!(app.deliver(&event).await.status(), 200);
     let messages = sink.wait_for(1, WAIT).await;
     assert_eq!(messages[0]["to"], "buyer@example.com");
-    wait_for_email(&app.db.pool, "status = 'sent'").await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(emails(&app.db, "status = 'sent'").await, 1);
 
     // Stripe delivers it again, and an operator replays it in full.
     assert_eq!(app.deliver(&event).await.status(), 200);
@@ -200,7 +202,8 @@ async fn with_the_smtp_server_down_the_email_is_retried_and_sent_once_it_is_up()
     .await;
 
     let sink = SmtpSink::start_on(port).await;
-    wait_for_email(&db.pool, "status = 'sent'").await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(emails(&db, "status = 'sent'").await, 1);
     worker.stop().await.expect("clean stop");
 
     assert_eq!(sink.messages().len(), 1, "delivered exactly once");
@@ -234,7 +237,8 @@ async fn a_silent_smtp_server_fails_each_attempt_at_the_deadline_and_a_real_one_
 
     silent.stop();
     let sink = SmtpSink::start_on(port).await;
-    wait_for_email(&db.pool, "status = 'sent'").await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(emails(&db, "status = 'sent'").await, 1);
     worker.stop().await.expect("clean stop");
     assert_eq!(sink.messages().len(), 1);
 }
@@ -257,18 +261,36 @@ async fn a_message_the_server_accepted_is_marked_sent_even_if_it_then_falls_sile
     )
     .await;
 
-    wait_for_email(&db.pool, "status = 'sent'").await;
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM apalis.jobs WHERE status = 'Done'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(emails(&db, "status = 'sent'").await, 1);
+    assert_eq!(db.count("apalis.jobs WHERE status = 'Done'").await, 1);
     worker.stop().await.expect("clean stop");
     assert_eq!(sink.messages().len(), 1, "delivered exactly once");
     assert_eq!(db.count("emails WHERE attempts = 1").await, 1);
     assert_eq!(db.count("job_failures").await, 0);
+}
+
+/// A failure before anything is sent (a recipient that is not an address) is an attempt too:
+/// the dead email's attempts agree with its dead letter's.
+#[tokio::test]
+async fn a_dead_emails_attempts_agree_with_its_dead_letter() {
+    let db = TestDatabase::new().await;
+    let _worker = TestWorker::spawn_with(&db.pool, settings()).await;
+    enqueue(
+        &db.pool,
+        Template::PaymentReceipt,
+        "pi_bad",
+        Some("not an address"),
+        data(),
+    )
+    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(emails(&db, "status = 'dead' AND attempts = 1").await, 1);
+    assert_eq!(
+        db.count("dead_letters WHERE kind = 'send_email' AND attempts = 1")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -285,14 +307,9 @@ async fn an_email_that_ran_out_of_attempts_is_dead_lettered_and_requeue_sends_it
         2,
     )
     .await;
-    wait_for_email(&db.pool, "status = 'dead'").await;
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM dead_letters WHERE kind = 'send_email'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(emails(&db, "status = 'dead'").await, 1);
+    assert_eq!(db.count("dead_letters WHERE kind = 'send_email'").await, 1);
 
     let sink = SmtpSink::start_on(port).await;
     let selection = Selection {
@@ -303,7 +320,8 @@ async fn an_email_that_ran_out_of_attempts_is_dead_lettered_and_requeue_sends_it
         .await
         .expect("requeue");
     assert_eq!(requeued.len(), 1);
-    wait_for_email(&db.pool, "status = 'sent'").await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(emails(&db, "status = 'sent'").await, 1);
     worker.stop().await.expect("clean stop");
     assert_eq!(sink.messages().len(), 1);
 }
@@ -323,7 +341,8 @@ async fn without_smtp_emails_are_written_as_eml_files() {
         data(),
     )
     .await;
-    wait_for_email(&db.pool, "status = 'sent'").await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(emails(&db, "status = 'sent'").await, 1);
     worker.stop().await.expect("clean stop");
 
     let files: Vec<_> = std::fs::read_dir(&dir)
@@ -360,13 +379,12 @@ async fn a_recipient_the_server_refuses_is_dead_lettered_at_once() {
     )
     .await;
 
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM dead_letters WHERE kind = 'send_email' AND attempts = 1",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(
+        db.count("dead_letters WHERE kind = 'send_email' AND attempts = 1")
+            .await,
+        1
+    );
     worker.stop().await.expect("clean stop");
     let (status, attempts, error): (String, i32, String) =
         sqlx::query_as("SELECT status, attempts, last_error FROM emails")
@@ -401,7 +419,8 @@ async fn smtp_credentials_are_used_and_refused_ones_dead_letter_the_email() {
             assert_eq!(messages[0]["auth_user"], "billhook");
         } else {
             // A refused login is the server's last word until someone fixes the setting.
-            wait_for_email(&db.pool, "status = 'dead' AND attempts = 1").await;
+            run_due_jobs(&db.pool).await;
+            assert_eq!(emails(&db, "status = 'dead' AND attempts = 1").await, 1);
             let error: String = sqlx::query_scalar("SELECT last_error FROM emails")
                 .fetch_one(&db.pool)
                 .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use apalis::prelude::{Monitor, TaskBuilder};
 use billhook_testkit::TestDatabase;
-use billhook_testkit::worker::{settings, wait_for_count};
+use billhook_testkit::worker::{run_due_jobs, settings};
 use billhook_worker::queue::workers::register;
 use billhook_worker::queue::{Backoff, Job, JobError, JobKind, QueueMetrics, Runner};
 use sqlx::PgPool;
@@ -94,13 +94,8 @@ async fn a_panic_is_retried_like_any_failure() {
     let _stop = run_flaky(&db, vec![1]).await;
     push(&db.pool, 1, 5).await;
 
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM apalis.jobs WHERE status = 'Done'",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(db.count("apalis.jobs WHERE status = 'Done'").await, 1);
 
     assert_eq!(
         db.count("job_failures WHERE retryable AND error LIKE '%panicked%'")
@@ -116,21 +111,15 @@ async fn a_job_that_always_panics_is_dead_lettered_and_the_worker_keeps_running(
     let _stop = run_flaky(&db, vec![1, 2]).await;
     push(&db.pool, 1, 2).await;
 
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM dead_letters WHERE kind = 'flaky' AND attempts = 2",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(
+        db.count("dead_letters WHERE kind = 'flaky' AND attempts = 2")
+            .await,
+        1
+    );
     push(&db.pool, 2, 2).await;
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM apalis.jobs WHERE status = 'Done'",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(db.count("apalis.jobs WHERE status = 'Done'").await, 1);
 
     let history: serde_json::Value = sqlx::query_scalar("SELECT history FROM dead_letters")
         .fetch_one(&db.pool)

@@ -8,13 +8,18 @@ use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::scenarios::{RENEWAL_INVOICE, SUBSCRIPTION, Scenario};
 use billhook_testkit::smtp::SmtpSink;
 use billhook_testkit::stripe_api::StripeStandIn;
-use billhook_testkit::worker::{settings_with_smtp, wait_for_count};
+use billhook_testkit::worker::{
+    run_due_jobs, run_jobs_due_within, settings_with_smtp, wait_for_count,
+};
 use billhook_testkit::{TestReceiver, TestWorker};
 use billhook_worker::daemon::settings::RunSettings;
 use secrecy::SecretString;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(40);
+/// Longer than the whole schedule below (steps at 0, 2, 4 and 6 s): waiting for the jobs due
+/// within it runs a run to its end.
+const SCHEDULE: Duration = Duration::from_secs(10);
 const FAILED: &str = "Your payment of 20.00 USD did not go through";
 const REMINDER: &str = "Reminder: 20.00 USD is still due";
 const CANCELLED: &str = "Your subscription has been cancelled";
@@ -73,8 +78,19 @@ impl Setup {
         }
     }
 
+    /// Polls for one step of a run while the next, due seconds later, has not run yet: a drain
+    /// would run that one too.
     async fn wait_for(&self, sql: &str, expected: i64) {
         wait_for_count(&self.app.db.pool, sql, expected, WAIT).await;
+    }
+
+    /// Runs every step left, each once it is due, and all the work they set off.
+    async fn run_the_schedule(&self) {
+        run_jobs_due_within(&self.app.db.pool, SCHEDULE, WAIT).await;
+    }
+
+    async fn count(&self, from: &str) -> i64 {
+        self.app.db.count(from).await
     }
 
     fn subjects(&self) -> Vec<String> {
@@ -102,8 +118,8 @@ impl Setup {
     }
 }
 
-/// All scheduled DunningStep jobs have run.
-const STEPS_SETTLED: &str = "SELECT count(*) FROM apalis.jobs
+/// DunningStep jobs still to run.
+const STEPS_UNSETTLED: &str = "apalis.jobs
     WHERE job_type = 'billhook.dunning_step' AND status NOT IN ('Done', 'Failed', 'Killed')";
 
 #[tokio::test]
@@ -114,21 +130,14 @@ async fn an_unrecovered_run_emails_three_times_then_cancels_through_stripe_once(
     s.deliver(4).await; // past_due
     s.deliver(5).await; // the invoice fails again: the same run continues
 
-    s.wait_for(
-        "SELECT count(*) FROM dunning_runs WHERE state = 'canceled'",
-        1,
-    )
-    .await;
-    s.wait_for("SELECT count(*) FROM emails WHERE status = 'sent'", 5)
-        .await;
+    s.run_the_schedule().await;
+    assert_eq!(s.count("dunning_runs WHERE state = 'canceled'").await, 1);
+    assert_eq!(s.count("emails WHERE status = 'sent'").await, 5);
     s.sink.wait_for(5, WAIT).await;
     // Stripe's own webhook about the cancellation: no second cancellation email.
     s.deliver(6).await;
-    s.wait_for(
-        "SELECT count(*) FROM webhook_events WHERE status <> 'applied'",
-        0,
-    )
-    .await;
+    run_due_jobs(&s.app.db.pool).await;
+    assert_eq!(s.count("webhook_events WHERE status <> 'applied'").await, 0);
     worker.stop().await.expect("clean stop");
 
     let final_warning = format!(
@@ -175,19 +184,15 @@ async fn a_run_recovered_after_the_reminder_stops() {
     let mut paid = Scenario::RenewalFailsThenRecovers.events(ApiShape::Dahlia)[5].clone();
     paid["created"] = fixtures::unix_now().into();
     assert_eq!(s.app.deliver(&paid).await.status(), 200);
-    s.wait_for(
-        "SELECT count(*) FROM dunning_runs WHERE state = 'recovered'",
-        1,
-    )
-    .await;
-    s.wait_for(
-        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'billhook.dunning_step'",
-        3,
-    )
-    .await;
-    s.wait_for(STEPS_SETTLED, 0).await;
-    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
-        .await;
+    s.run_the_schedule().await;
+    assert_eq!(s.count("dunning_runs WHERE state = 'recovered'").await, 1);
+    assert_eq!(
+        s.count("apalis.jobs WHERE job_type = 'billhook.dunning_step'")
+            .await,
+        3
+    );
+    assert_eq!(s.count(STEPS_UNSETTLED).await, 0);
+    assert_eq!(s.count("emails WHERE status = 'pending'").await, 0);
     worker.stop().await.expect("clean stop");
 
     let subjects = s.subjects();
@@ -217,13 +222,9 @@ async fn a_worker_restarted_in_the_middle_finishes_the_run() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
-    s.wait_for(
-        "SELECT count(*) FROM dunning_runs WHERE state = 'canceled'",
-        1,
-    )
-    .await;
-    s.wait_for("SELECT count(*) FROM emails WHERE status = 'sent'", 5)
-        .await;
+    s.run_the_schedule().await;
+    assert_eq!(s.count("dunning_runs WHERE state = 'canceled'").await, 1);
+    assert_eq!(s.count("emails WHERE status = 'sent'").await, 5);
     worker.stop().await.expect("clean stop");
 
     assert_eq!(s.subjects().len(), 5, "{:?}", s.subjects());
@@ -244,14 +245,10 @@ async fn a_step_that_finds_the_invoice_paid_stops_the_run() {
     invoice["status"] = "paid".into();
     s.stripe.put(&path, invoice);
 
-    s.wait_for(
-        "SELECT count(*) FROM dunning_runs WHERE state = 'recovered'",
-        1,
-    )
-    .await;
-    s.wait_for(STEPS_SETTLED, 0).await;
-    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
-        .await;
+    s.run_the_schedule().await;
+    assert_eq!(s.count("dunning_runs WHERE state = 'recovered'").await, 1);
+    assert_eq!(s.count(STEPS_UNSETTLED).await, 0);
+    assert_eq!(s.count("emails WHERE status = 'pending'").await, 0);
     worker.stop().await.expect("clean stop");
 
     let subjects = s.subjects();
@@ -271,13 +268,9 @@ async fn a_failing_cancellation_is_retried_with_the_same_idempotency_key() {
     let worker = TestWorker::spawn_with(&s.app.db.pool, s.settings()).await;
     s.fail_renewal().await;
 
-    s.wait_for(
-        "SELECT count(*) FROM dunning_runs WHERE state = 'canceled'",
-        1,
-    )
-    .await;
-    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
-        .await;
+    s.run_the_schedule().await;
+    assert_eq!(s.count("dunning_runs WHERE state = 'canceled'").await, 1);
+    assert_eq!(s.count("emails WHERE status = 'pending'").await, 0);
     worker.stop().await.expect("clean stop");
 
     let deletes = s.deletes();
@@ -295,13 +288,9 @@ async fn nothing_is_cancelled_locally_unless_stripe_cancelled_it() {
     s.fail_renewal().await;
     s.deliver(4).await; // past_due
 
-    s.wait_for(
-        "SELECT count(*) FROM dead_letters WHERE kind = 'dunning_step'",
-        1,
-    )
-    .await;
-    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
-        .await;
+    s.run_the_schedule().await;
+    assert_eq!(s.count("dead_letters WHERE kind = 'dunning_step'").await, 1);
+    assert_eq!(s.count("emails WHERE status = 'pending'").await, 0);
     worker.stop().await.expect("clean stop");
 
     assert_eq!(s.run().await, ("active".into(), 3, None));
@@ -330,14 +319,10 @@ async fn a_step_that_finds_the_subscription_already_cancelled_stops_the_run() {
     subscription["status"] = "canceled".into();
     s.stripe.put(&path, subscription);
 
-    s.wait_for(
-        "SELECT count(*) FROM dunning_runs WHERE state = 'stopped'",
-        1,
-    )
-    .await;
-    s.wait_for(STEPS_SETTLED, 0).await;
-    s.wait_for("SELECT count(*) FROM emails WHERE status = 'pending'", 0)
-        .await;
+    s.run_the_schedule().await;
+    assert_eq!(s.count("dunning_runs WHERE state = 'stopped'").await, 1);
+    assert_eq!(s.count(STEPS_UNSETTLED).await, 0);
+    assert_eq!(s.count("emails WHERE status = 'pending'").await, 0);
     worker.stop().await.expect("clean stop");
 
     assert!(s.deletes().is_empty(), "nothing left to cancel");

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use billhook_testkit::fixtures::{self, ApiShape};
-use billhook_testkit::worker::wait_for_count;
+use billhook_testkit::worker::{RETRY_HORIZON, run_due_jobs, run_jobs_due_within, wait_for_count};
 use billhook_testkit::{TestDatabase, TestReceiver};
 
 fn worker(database_url: &str) -> Command {
@@ -101,6 +101,7 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_which_applies_it_once() {
         .await
         .expect("lock");
     let mut first = Running::start(&app.db.url);
+    // A poll, not a drain: the job is to be in flight, held by the lock, when the kill comes.
     wait_for_count(
         &app.db.pool,
         "SELECT count(*) FROM apalis.jobs WHERE status = 'Running'",
@@ -114,13 +115,13 @@ async fn a_worker_killed_mid_job_leaves_it_to_another_which_applies_it_once() {
     let _second = Running::start(&app.db.url);
     blocker.rollback().await.expect("release");
 
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        Duration::from_secs(60),
-    )
-    .await;
+    run_jobs_due_within(&app.db.pool, RETRY_HORIZON, Duration::from_secs(60)).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
     assert_eq!(app.db.count("audit_log").await, 1);
     assert_eq!(app.db.count("customers").await, 1);
 }
@@ -135,13 +136,13 @@ async fn two_worker_processes_apply_two_thousand_events_each_exactly_once() {
     let _a = Running::start(&app.db.url);
     let _b = Running::start(&app.db.url);
 
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        EVENTS as i64,
-        Duration::from_secs(180),
-    )
-    .await;
+    run_jobs_due_within(&app.db.pool, RETRY_HORIZON, Duration::from_secs(180)).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        EVENTS as i64
+    );
 
     assert_eq!(app.db.count("audit_log").await, EVENTS as i64);
     assert_eq!(
@@ -164,6 +165,7 @@ async fn two_worker_processes_apply_two_thousand_events_each_exactly_once() {
 async fn sigterm_stops_the_worker_cleanly() {
     let db = TestDatabase::new().await;
     let mut running = Running::start(&db.url);
+    // A poll: this waits for the process to start, not for jobs.
     wait_for_count(
         &db.pool,
         "SELECT least(count(*), 1) FROM apalis.workers", // one row per job kind once running
@@ -192,13 +194,8 @@ async fn the_requeue_command_replays_dead_letters_and_records_who_and_why() {
     let id = event["id"].as_str().expect("id").to_owned();
     assert_eq!(app.deliver(&event).await.status(), 200);
     let _worker = Running::start(&app.db.url);
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM dead_letters",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(app.db.count("dead_letters").await, 1);
 
     let listed = output(worker(&app.db.url).args(["dead-letters", "list"]));
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
@@ -232,13 +229,13 @@ async fn the_requeue_command_replays_dead_letters_and_records_who_and_why() {
     );
     assert!(String::from_utf8_lossy(&requeued.stdout).contains("requeued 1 job(s)"));
 
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
     assert_eq!(app.db.count("audit_log").await, 1);
     assert_eq!(
         app.db
@@ -248,4 +245,14 @@ async fn the_requeue_command_replays_dead_letters_and_records_who_and_why() {
             .await,
         1
     );
+    // The list of every dead letter says which were requeued, when and by whom.
+    let all = output(worker(&app.db.url).args(["dead-letters", "list", "--all"]));
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    let line = all
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert!(line.contains(" by ana"), "{all}");
+    let open = output(worker(&app.db.url).args(["dead-letters", "list"]));
+    assert!(String::from_utf8_lossy(&open.stdout).contains("0 dead letter(s)"));
 }

@@ -4,12 +4,10 @@
 use std::time::Duration;
 
 use billhook_testkit::fixtures::{self, ApiShape};
-use billhook_testkit::worker::wait_for_count;
+use billhook_testkit::worker::run_due_jobs;
 use billhook_testkit::{TestReceiver, TestWorker};
 use billhook_worker::queue::dead_letter::{self, Selection};
 use sqlx::PgPool;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 async fn deliver_customer_created(app: &TestReceiver) -> String {
     let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
@@ -58,13 +56,13 @@ async fn an_event_posted_to_the_receiver_is_applied_by_a_running_worker() {
     let worker = TestWorker::spawn(&app.db.pool).await;
     let id = deliver_customer_created(&app).await;
 
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
 
     assert_eq!(
         status_of(&app.db.pool, &id).await,
@@ -87,13 +85,13 @@ async fn a_redelivered_and_rerun_event_is_applied_once() {
     let event = fixtures::event("customer.created", ApiShape::Acacia).expect("fixture");
     app.deliver(&event).await;
     app.deliver(&event).await;
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
 
     // Run the finished job again, as a crash between commit and acknowledgement would.
     sqlx::query(
@@ -102,13 +100,8 @@ async fn a_redelivered_and_rerun_event_is_applied_once() {
     .execute(&app.db.pool)
     .await
     .expect("reset the job");
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM apalis.jobs WHERE status = 'Done'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(app.db.count("apalis.jobs WHERE status = 'Done'").await, 1);
 
     assert_eq!(app.db.count("audit_log").await, 1);
     assert_eq!(app.db.count("customers").await, 1);
@@ -122,13 +115,13 @@ async fn a_failure_a_retry_can_cure_is_retried_then_applied() {
     let worker = TestWorker::spawn(&app.db.pool).await;
     let id = deliver_customer_created(&app).await;
 
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
 
     let (status, attempts, last_error) = status_of(&app.db.pool, &id).await;
     assert_eq!((status.as_str(), attempts), ("applied", 3));
@@ -146,7 +139,8 @@ async fn exhausted_retries_dead_letter_the_job_with_its_history_and_requeue_appl
     let worker = TestWorker::spawn(&app.db.pool).await;
     let id = deliver_customer_created(&app).await;
 
-    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(app.db.count("dead_letters").await, 1);
 
     let letters = dead_letter::list(&app.db.pool, &Selection::default())
         .await
@@ -179,13 +173,13 @@ async fn exhausted_retries_dead_letter_the_job_with_its_history_and_requeue_appl
             .await
             .expect("requeue");
     assert_eq!(requeued.len(), 1);
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
 
     assert_eq!(app.db.count("audit_log").await, 1);
     let again = dead_letter::show(&app.db.pool, &letter.job_id)
@@ -215,7 +209,8 @@ async fn a_permanent_error_goes_to_the_dead_letters_at_once() {
     );
     assert_eq!(app.deliver(&event).await.status(), 200);
 
-    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(app.db.count("dead_letters").await, 1);
 
     assert_eq!(app.db.count("job_failures").await, 1);
     assert_eq!(app.db.count("job_failures WHERE NOT retryable").await, 1);
@@ -223,6 +218,60 @@ async fn a_permanent_error_goes_to_the_dead_letters_at_once() {
     assert_eq!(
         app.db.count("webhook_events WHERE status = 'dead'").await,
         1
+    );
+    worker.stop().await.expect("clean stop");
+}
+
+/// The open dead letters gauge: every kind at 0 from the start, the count once one dies, and 0
+/// again once it is requeued.
+#[tokio::test]
+async fn open_dead_letters_are_a_gauge_by_kind_from_the_start() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let metrics = || async {
+        app.client
+            .get(format!("{}/metrics", worker.admin_address))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let gauge =
+        |kind: &str, n: i64| format!(r#"billhook_worker_dead_letters_open{{kind="{kind}"}} {n}"#);
+    let text = metrics().await;
+    for kind in ["process_event", "notify_app", "send_email", "dunning_step"] {
+        assert!(
+            text.lines().any(|l| l == gauge(kind, 0)),
+            "{kind} in:\n{text}"
+        );
+    }
+
+    let event = fixtures::envelope(
+        "customer.updated",
+        ApiShape::Dahlia,
+        serde_json::json!({ "object": "customer", "email": "no-id@example.com" }),
+    );
+    assert_eq!(app.deliver(&event).await.status(), 200);
+    run_due_jobs(&app.db.pool).await;
+    let text = metrics().await;
+    assert!(
+        text.lines().any(|l| l == gauge("process_event", 1)),
+        "{text}"
+    );
+
+    let selection = Selection {
+        include_requeued: false,
+        ..Selection::default()
+    };
+    dead_letter::requeue(&app.db.pool, &selection, "test", "gauge", false)
+        .await
+        .expect("requeue");
+    let text = metrics().await;
+    assert!(
+        text.lines().any(|l| l == gauge("process_event", 0)),
+        "{text}"
     );
     worker.stop().await.expect("clean stop");
 }
@@ -241,7 +290,8 @@ async fn data_the_database_can_never_hold_goes_to_the_dead_letters_at_once() {
     event["data"]["object"]["id"] = format!("cus_{huge_id}").into();
     assert_eq!(app.deliver(&event).await.status(), 200);
 
-    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(app.db.count("dead_letters").await, 1);
 
     assert_eq!(app.db.count("job_failures").await, 1);
     assert_eq!(app.db.count("job_failures WHERE NOT retryable").await, 1);
@@ -275,15 +325,16 @@ async fn an_undecodable_job_argument_is_dead_lettered_and_the_worker_keeps_going
     // Bytes that are not JSON would stop apalis's fetch for the whole worker: they never get in.
     assert!(push(b"not JSON at all").await.is_err());
 
-    wait_for_count(&app.db.pool, "SELECT count(*) FROM dead_letters", 1, WAIT).await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(app.db.count("dead_letters").await, 1);
     let id = deliver_customer_created(&app).await;
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
 
     let letters = dead_letter::list(&app.db.pool, &Selection::default())
         .await
@@ -333,13 +384,13 @@ async fn the_admin_listener_reports_health_readiness_and_job_metrics() {
     let app = TestReceiver::spawn().await;
     let worker = TestWorker::spawn(&app.db.pool).await;
     deliver_customer_created(&app).await;
-    wait_for_count(
-        &app.db.pool,
-        "SELECT count(*) FROM webhook_events WHERE status = 'applied'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&app.db.pool).await;
+    assert_eq!(
+        app.db
+            .count("webhook_events WHERE status = 'applied'")
+            .await,
+        1
+    );
 
     let get = |path: &str| {
         app.client

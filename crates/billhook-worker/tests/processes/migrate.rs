@@ -19,13 +19,35 @@ async fn migrate_prepares_an_empty_database_and_can_run_again() {
     let db = TestDatabase::unmigrated().await;
     assert!(billhook_core::db::check_migrated(&db.pool).await.is_err());
 
-    for _ in 0..2 {
+    for run in 0..2 {
         let output = migrate(&db.url);
         assert!(
             output.status.success(),
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        // Each step once, and nothing of PostgreSQL's notices (`schema "apalis" already exists`).
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        let everything = format!("{printed}{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(printed.matches("database migrated").count(), 1, "{printed}");
+        assert_eq!(printed.matches("job queue tables:").count(), 1, "{printed}");
+        assert_eq!(printed.matches("billhook tables:").count(), 1, "{printed}");
+        assert!(!everything.contains("already exists"), "{everything}");
+        if run == 1 {
+            assert!(
+                printed.contains("job queue tables: 0 migration(s) applied"),
+                "{printed}"
+            );
+            assert!(
+                printed.contains("billhook tables: 0 migration(s) applied"),
+                "{printed}"
+            );
+        } else {
+            assert!(
+                !printed.contains("billhook tables: 0 migration(s)"),
+                "{printed}"
+            );
+        }
     }
 
     billhook_core::db::check_migrated(&db.pool)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use billhook_testkit::worker::{settings, settings_with_notify, wait_for_count};
+use billhook_testkit::worker::{run_due_jobs, settings, settings_with_notify};
 use billhook_testkit::{TestDatabase, TestWorker};
 use billhook_worker::notify::job::NotifyAppJob;
 use billhook_worker::notify::{Notice, Outbox};
@@ -153,13 +153,12 @@ async fn a_committed_notice_is_posted_signed_and_marked_delivered() {
 
     let data = json!({ "subscription": "sub_1", "customer": "cus_1" });
     assert!(enqueue(&db.pool, &outbox, "sub_1:past_due:1", data.clone()).await);
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM app_notifications WHERE status = 'delivered'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(
+        db.count("app_notifications WHERE status = 'delivered'")
+            .await,
+        1
+    );
 
     let received = app.received();
     assert_eq!(received.len(), 1);
@@ -200,13 +199,12 @@ async fn a_failing_application_gets_the_same_notice_again_until_it_accepts_it_on
     let _worker = TestWorker::spawn_with(&db.pool, settings).await;
 
     assert!(enqueue(&db.pool, &outbox, "sub_1:past_due:1", json!({})).await);
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM apalis.jobs WHERE job_type = 'billhook.notify_app' AND status = 'Done'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(
+        db.count("apalis.jobs WHERE job_type = 'billhook.notify_app' AND status = 'Done'")
+            .await,
+        1
+    );
 
     let received = app.received();
     let answered: Vec<u16> = received.iter().map(|r| r.answered).collect();
@@ -231,13 +229,8 @@ async fn a_notice_the_application_always_refuses_is_dead_lettered() {
     let _worker = TestWorker::spawn_with(&db.pool, settings).await;
 
     assert!(enqueue(&db.pool, &outbox, "sub_1:past_due:1", json!({})).await);
-    wait_for_count(
-        &db.pool,
-        "SELECT count(*) FROM app_notifications WHERE status = 'dead'",
-        1,
-        WAIT,
-    )
-    .await;
+    run_due_jobs(&db.pool).await;
+    assert_eq!(db.count("app_notifications WHERE status = 'dead'").await, 1);
 
     let (event_id, attempts, error): (Option<String>, i32, String) = sqlx::query_as(
         "SELECT event_id, attempts, error FROM dead_letters WHERE kind = 'notify_app'",

@@ -1,0 +1,6 @@
+//! The real `billhook-worker` binary in child processes, as operators run it. A binary of its
+//! own: its load test keeps two worker processes busy, which would slow the timed tests of the
+//! others down.
+
+mod migrate;
+mod worker;
