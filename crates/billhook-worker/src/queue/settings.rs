@@ -12,8 +12,9 @@ pub struct QueueSettings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
 
-    /// Jobs fetched per poll. Throughput is set mostly by this: 100 applied the most events/s
-    /// in docs/performance.md (10: ~480/s, 50: ~940/s, 100: ~1,320/s, 200: ~1,090/s).
+    /// Jobs fetched per poll. Throughput depends mostly on this: in the latest sweep
+    /// (docs/performance.md, "Worker") 10 applied ~340 events/s, 50 ~820, 100 ~1,020 and
+    /// 200 ~810, so 100 is the default.
     #[arg(long = "batch-size", env = "BILLHOOK_WORKER_BATCH_SIZE", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_size: u32,
