@@ -7,11 +7,29 @@ use billhook_core::jobs::EnqueueError;
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// A retry may cure it: database, SMTP or HTTP trouble.
-    #[error("{0:#}")]
+    #[error("{}", describe(.0))]
     Retryable(anyhow::Error),
     /// No retry will: a payload that cannot be read, a state that cannot be reached.
-    #[error("{0:#}")]
+    #[error("{}", describe(.0))]
     Permanent(anyhow::Error),
+}
+
+/// The error and its causes, `: `-separated like `{:#}`, without a cause its parent already
+/// quotes (sqlx's "error returned from database: X" has X as its source, which `{:#}` would
+/// print twice).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let message = cause.to_string();
+        if text.ends_with(&message) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+    }
+    text
 }
 
 impl JobError {
@@ -51,5 +69,27 @@ impl From<EnqueueError> for JobError {
             }
             EnqueueError::Insert(_) => Self::Retryable(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_its_parent_quotes_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("refused")]
+        struct Inner;
+        #[derive(Debug, thiserror::Error)]
+        #[error("error returned from database: {0}")]
+        struct Outer(#[source] Inner);
+        let error = anyhow::Error::new(Outer(Inner)).context("commit");
+        assert_eq!(
+            JobError::Retryable(error).to_string(),
+            "commit: error returned from database: refused"
+        );
+        let plain = anyhow::anyhow!("no SMTP").context("sending");
+        assert_eq!(JobError::Permanent(plain).to_string(), "sending: no SMTP");
     }
 }

@@ -21,6 +21,7 @@ pub mod restart;
 pub mod retention;
 pub mod runner;
 pub mod settings;
+pub mod task_span;
 pub mod workers;
 
 pub use billhook_core::jobs::{EnqueueError, Job, push};

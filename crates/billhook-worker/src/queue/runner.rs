@@ -81,9 +81,6 @@ pub async fn handle<K: JobKind>(
     runner: Data<Arc<Runner<K>>>,
 ) -> Result<(), BoxDynError> {
     let attempt = u32::try_from(attempt.current()).unwrap_or(u32::MAX).max(1);
-    // The task span (apalis's) names the attempt too: make it this attempt's number, the one
-    // failures and dead letters record, so that a log line never shows two.
-    tracing::Span::current().record("attempt", attempt);
     let job_id = task_id.to_string();
     let started = Instant::now();
     let result = match serde_json::from_value::<K::Args>(args.clone()) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use apalis::layers::WorkerBuilderExt as _;
-use apalis::layers::tracing::{ContextualTaskSpan, TraceLayer};
+use apalis::layers::tracing::TraceLayer;
 use apalis::prelude::{BackendExt as _, Monitor, MonitorError, WorkerBuilder};
 use apalis_postgres::{Config, PostgresStorage};
 use billhook_core::jobs::Job as _;
@@ -23,6 +23,7 @@ use super::metrics::QueueMetrics;
 use super::restart::RestartPolicy;
 use super::runner::{Backoff, JobKind, Runner, handle};
 use super::settings::QueueSettings;
+use super::task_span::TaskSpan;
 
 /// How long finished jobs stay before the retention sweep deletes them is a setting; how often
 /// the sweep looks is this.
@@ -176,14 +177,9 @@ pub fn register<K: JobKind>(
         WorkerBuilder::new(format!("{name}-{restarts}"))
             .backend(backend)
             .concurrency(concurrency)
-            // INFO, not apalis's DEBUG default: a span filtered out would cut the trace the
-            // receiver started. No failure line of apalis's own: the runner logs each failure
-            // once (a retry at WARN, a dead letter at ERROR) with its attempt and error.
-            .layer(
-                TraceLayer::new()
-                    .make_span_with(ContextualTaskSpan::new().level(tracing::Level::INFO))
-                    .on_failure(()),
-            )
+            // No failure line of apalis's own: the runner logs each failure once (a retry at
+            // WARN, a dead letter at ERROR) with its attempt and error.
+            .layer(TraceLayer::new().make_span_with(TaskSpan).on_failure(()))
             .data(runner.clone())
             .build(handle::<K>)
     })
