@@ -40,6 +40,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     pub reject_limiter: RejectLimiter,
     pub metrics: Metrics,
+    /// The last answer of the storage check the public `GET` shows, and when it was taken.
+    pub storage_seen: routes::endpoint_info::SeenStorage,
 }
 
 /// Both listeners, bound and ready to run. `build` binds the sockets, so a test can ask for
@@ -90,6 +92,7 @@ impl Application {
                     .context("BILLHOOK_REJECT_BURST must be at least 1")?,
             ),
             metrics,
+            storage_seen: Default::default(),
         });
 
         let listener = TcpListener::bind(&settings.listen)

@@ -202,6 +202,30 @@ async fn other_methods_are_not_allowed() {
 
 /// GET on the webhook path: whether events can be stored, and the handled types to copy into
 /// Stripe's endpoint settings; nothing else (no version, setting or count).
+/// The public GET checks the database at most once a second: a flood of them costs it nothing
+/// more, and the answer is at most a second old.
+#[tokio::test]
+async fn get_on_the_webhook_path_checks_the_database_at_most_once_a_second() {
+    let app = TestReceiver::spawn().await;
+    let status = || async {
+        app.client
+            .get(app.webhook_url())
+            .send()
+            .await
+            .expect("GET")
+            .status()
+    };
+    assert_eq!(status().await, 200);
+    // Billhook's migration history gone: the database no longer holds what this build needs.
+    sqlx::raw_sql("ALTER TABLE _sqlx_migrations RENAME TO hidden_migrations")
+        .execute(&app.db.pool)
+        .await
+        .expect("hide the history");
+    assert_eq!(status().await, 200, "the answer of the last second");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status().await, 503, "checked again after a second");
+}
+
 #[tokio::test]
 async fn get_on_the_webhook_path_says_whether_events_can_be_stored() {
     let app = TestReceiver::spawn().await;

@@ -19,22 +19,30 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready when PostgreSQL answers and holds every migration this build needs.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match storage_check(&state).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(problem) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "not ready", "reason": problem })),
+    }
+}
+
+/// Whether events can be stored: PostgreSQL answers within [`READYZ_TIMEOUT`] and holds every
+/// migration this build needs. The error says which is not so.
+pub async fn storage_check(state: &AppState) -> Result<(), String> {
     let check = tokio::time::timeout(
         state.db_timeout.min(READYZ_TIMEOUT),
         billhook_core::db::check_migrated(&state.pool),
     )
     .await;
-    let problem = match check {
-        Ok(Ok(())) => return HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
-        Ok(Err(billhook_core::db::MigrationCheckError::NotMigrated(e))) => e.to_string(),
+    match check {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(billhook_core::db::MigrationCheckError::NotMigrated(e))) => Err(e.to_string()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check failed");
-            "database unreachable".to_owned()
+            Err("database unreachable".to_owned())
         }
-        Err(_) => "database timed out".to_owned(),
-    };
-    HttpResponse::ServiceUnavailable()
-        .json(serde_json::json!({ "status": "not ready", "reason": problem }))
+        Err(_) => Err("database timed out".to_owned()),
+    }
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
