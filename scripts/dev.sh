@@ -139,7 +139,8 @@ start() {
 
 # Waits until the process started last answers URL (its /healthz), for up to 30 s.
 wait_until_up() {
-  local url=$1 name=${names[-1]} pid=${pids[-1]} waited=0
+  local url=$1 last=$((${#pids[@]} - 1)) waited=0
+  local name=${names[last]} pid=${pids[last]}
   until answers "$url"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "$name exited at start (its messages are above)." >&2

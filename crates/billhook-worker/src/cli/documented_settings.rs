@@ -105,3 +105,20 @@ fn every_documented_setting_exists() {
         );
     }
 }
+
+#[test]
+fn every_placeholder_is_its_settings_variable() {
+    for c in [command::<ReceiverSettings>(), command::<super::Cli>()] {
+        for arg in c.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let names: Vec<String> = arg
+                    .get_value_names()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                assert_eq!(names, [env.to_string_lossy()], "{:?}", arg.get_long());
+            }
+        }
+    }
+}
