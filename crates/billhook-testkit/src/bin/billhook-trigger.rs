@@ -11,7 +11,7 @@ use billhook_testkit::examples;
 use billhook_testkit::fixtures::{self, ApiShape, EVENT_TYPES};
 use billhook_testkit::objects::Cast;
 use billhook_testkit::stories::Story;
-use billhook_testkit::trigger::{self, Database, Receiver, Telling};
+use billhook_testkit::trigger::{self, Database, Receiver, SEND_TIMEOUT, Telling};
 use clap::Parser as _;
 
 /// The checkout this tool was built from: scripts/dev.sh keeps its files in `.dev` there.
@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
         .as_deref()
         .context("set BILLHOOK_WEBHOOK_SECRETS (or --webhook-secrets) to the receiver's secret")?;
     let secrets = WebhookSecrets::parse(secrets).context("BILLHOOK_WEBHOOK_SECRETS")?;
-    let receiver = Receiver::new(args.url.clone(), secrets);
+    let receiver = Receiver::new(args.url.clone(), secrets, SEND_TIMEOUT)?;
     match story {
         Some(story) => tell(story, shape, &receiver, &args).await,
         None => {

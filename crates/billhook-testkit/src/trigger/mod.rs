@@ -35,13 +35,26 @@ pub struct Sent {
     pub answer: String,
 }
 
+/// Deadline of one post to the receiver, connecting included.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Receiver {
-    pub fn new(url: String, secrets: WebhookSecrets) -> Self {
-        Self {
+    /// Each post has `timeout` ([`SEND_TIMEOUT`] in the tool) for its whole exchange: a
+    /// receiver that hangs is an error, not a tool that hangs with it.
+    pub fn new(
+        url: String,
+        secrets: WebhookSecrets,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
             url,
             secrets,
-            client: reqwest::Client::new(),
-        }
+            client,
+        })
     }
 
     /// Signs `event` now with the first secret and posts it; an answer other than 2xx is an
@@ -174,4 +187,36 @@ pub async fn tell(
     wait::follow_ups_settle(&db.pool, &cast, &sent, how.wait).await?;
     println!();
     account::print(db, &cast, &sent, how).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_receiver_that_never_answers_is_an_error_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/api/webhooks/stripe",
+            listener.local_addr().expect("addr")
+        );
+        // Accepts and holds connections, never answering.
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let secrets = WebhookSecrets::parse("whsec_test").expect("secret");
+        let receiver =
+            Receiver::new(url, secrets, std::time::Duration::from_millis(300)).expect("client");
+        let event = crate::fixtures::event("customer.created", crate::fixtures::ApiShape::Dahlia)
+            .expect("fixture");
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(5), receiver.send(&event))
+            .await
+            .expect("the deadline, not the test's limit, ends the post");
+        assert!(sent.is_err());
+    }
 }
