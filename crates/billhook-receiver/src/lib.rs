@@ -2,7 +2,6 @@
 //! event and enqueues its job in one transaction, and answers. Everything that can fail after
 //! the event is safely stored belongs to the worker.
 
-pub mod ingest;
 pub mod metrics;
 pub mod rate_limit;
 pub mod routes;

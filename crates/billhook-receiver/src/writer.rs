@@ -18,7 +18,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::ingest::{self, Delivery, IngestError, Stored};
+use billhook_core::ingest::{self, Delivery, IngestError, Stored};
 use crate::metrics::Metrics;
 
 /// How the writers are set up.

@@ -4,7 +4,7 @@
 
 use billhook_core::jobs;
 use billhook_core::stripe::{Envelope, Verified, event_types};
-use billhook_receiver::ingest::{self, Delivery, Stored};
+use billhook_core::ingest::{self, Delivery, Origin, Stored};
 use billhook_receiver::metrics::Metrics;
 use billhook_receiver::writer::{IngestQueue, WriterSettings};
 use billhook_testkit::TestDatabase;
@@ -18,10 +18,10 @@ fn delivery(event: &Value) -> Delivery {
     Delivery {
         handled: event_types::is_handled(&envelope.event_type),
         envelope,
-        verified: Verified {
+        origin: Origin::Webhook(Verified {
             timestamp: fixtures::unix_now(),
             secret_label: "primary".to_owned(),
-        },
+        }),
         body: body.into(),
         headers: serde_json::json!({}),
         trace: jobs::trace_context(),

@@ -2,10 +2,10 @@
 //! HTTP or apalis in between: for tests that replay many deliveries in many orders. Also
 //! snapshots of the billing state, for comparing outcomes.
 
+use billhook_core::ingest::{self, Delivery, Origin};
 use billhook_core::jobs::ProcessEvent;
 use billhook_core::stripe::EventId;
 use billhook_core::stripe::{Envelope, Verified, event_types};
-use billhook_receiver::ingest::{self, Delivery};
 use billhook_worker::billing::context::Context;
 use billhook_worker::billing::job::ProcessEventJob;
 use billhook_worker::billing::ledger::LedgerRule;
@@ -80,7 +80,7 @@ pub async fn store(pool: &PgPool, event: &Value) -> String {
     let delivery = Delivery {
         handled: event_types::is_handled(&envelope.event_type),
         envelope,
-        verified,
+        origin: Origin::Webhook(verified),
         body: body.into(),
         headers: serde_json::json!({}),
         trace: billhook_core::jobs::trace_context(),

@@ -43,6 +43,7 @@ pub fn settings() -> RunSettings {
             ..Default::default()
         },
         dunning: Default::default(),
+        reconcile: Default::default(),
     }
 }
 

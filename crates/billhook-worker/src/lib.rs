@@ -5,7 +5,11 @@
 //!   enqueueing, the runner, retries, dead letters and requeue, retention, restarts;
 //! - [`billing`]: applying an event to the mirror and the business state (ProcessEvent);
 //! - [`email`], [`notify`], [`dunning`]: the follow-up work an event sets off, each a job kind;
-//! - [`stripe`]: what every feature knows about Stripe (both API shapes, money, the API);
+//! - [`stripe`]: what every feature knows about Stripe (both API shapes, money, the API and
+//!   its paged lists);
+//! - [`reconcile`]: recovering events webhooks did not deliver, from Stripe's Events API;
+//! - [`schedule`]: periodic tasks inside `run`, one run at a time across processes;
+//! - [`sync`]: the first sync of an existing Stripe account into the mirror;
 //! - [`daemon`]: `billhook-worker run`, its settings, admin listener and metrics;
 //! - [`cli`]: the command line.
 //!
@@ -19,4 +23,7 @@ pub mod dunning;
 pub mod email;
 pub mod notify;
 pub mod queue;
+pub mod reconcile;
+pub mod schedule;
 pub mod stripe;
+pub mod sync;

@@ -14,7 +14,7 @@ use futures_util::StreamExt as _;
 use tracing::field;
 
 use crate::AppState;
-use crate::ingest::{Delivery, IngestError, Stored};
+use billhook_core::ingest::{Delivery, IngestError, Origin, Stored};
 use crate::metrics::Outcome;
 
 /// Why a request was not stored. Each maps to one status code and a fixed body; the cause
@@ -163,7 +163,7 @@ async fn handle(
     let secret_label = verified.secret_label.clone();
     let delivery = Delivery {
         envelope,
-        verified,
+        origin: Origin::Webhook(verified),
         body,
         headers: selected_headers(req.headers()),
         handled,

@@ -3,14 +3,12 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+use crate::daemon::metrics::defined;
+
 #[derive(Clone)]
 pub struct EventMetrics {
     events: IntCounterVec,
     lag_seconds: HistogramVec,
-}
-
-fn defined<T>(metric: prometheus::Result<T>) -> T {
-    metric.unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
 }
 
 impl EventMetrics {

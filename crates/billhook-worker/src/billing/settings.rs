@@ -47,6 +47,13 @@ pub struct BillingSettings {
     #[arg(long = "stripe-api-timeout", env = "BILLHOOK_STRIPE_API_TIMEOUT", default_value = "10s",
           value_parser = positive_duration)]
     pub stripe_api_timeout: Duration,
+
+    /// Requests per second Billhook sends to Stripe's API at most, per process (Stripe allows
+    /// 25 in test mode, 100 in live mode, per account). Reconciliation and sync wait for it;
+    /// a 429 is retried after Stripe's `Retry-After`.
+    #[arg(long = "stripe-api-rate", env = "BILLHOOK_STRIPE_API_RATE", default_value = "20",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub stripe_api_rate: u32,
 }
 
 impl std::fmt::Debug for BillingSettings {
@@ -60,6 +67,7 @@ impl std::fmt::Debug for BillingSettings {
             )
             .field("stripe_api_base", &self.stripe_api_base.as_str())
             .field("stripe_api_timeout", &self.stripe_api_timeout)
+            .field("stripe_api_rate", &self.stripe_api_rate)
             .finish()
     }
 }
@@ -72,6 +80,7 @@ impl Default for BillingSettings {
             stripe_api_key: None,
             stripe_api_base: reqwest::Url::parse("https://api.stripe.com/").expect("a valid URL"),
             stripe_api_timeout: Duration::from_secs(10),
+            stripe_api_rate: crate::stripe::api::DEFAULT_RATE,
         }
     }
 }
@@ -81,7 +90,10 @@ impl BillingSettings {
     pub fn stripe_api(&self) -> anyhow::Result<Option<StripeApi>> {
         self.stripe_api_key
             .clone()
-            .map(|key| StripeApi::new(self.stripe_api_base.clone(), key, self.stripe_api_timeout))
+            .map(|key| {
+                StripeApi::new(self.stripe_api_base.clone(), key, self.stripe_api_timeout)
+                    .map(|api| api.with_rate(self.stripe_api_rate))
+            })
             .transpose()
     }
 }

@@ -2,6 +2,9 @@
 
 pub mod billing;
 pub mod dead_letters;
+pub mod reconcile;
+pub mod since;
+pub mod sync;
 #[cfg(test)]
 mod documented_settings;
 
@@ -52,6 +55,12 @@ pub enum Command {
     /// Dunning runs: list, show.
     #[command(subcommand)]
     Dunning(DunningCommand),
+    /// Recover events webhooks did not deliver, from Stripe's Events API (the daemon does it
+    /// every BILLHOOK_RECONCILE_INTERVAL); --status shows the runs.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Fill the mirror from an existing Stripe account's lists (no emails, notices or ledger
+    /// entries for the past); resumes an interrupted run.
+    Sync(sync::SyncArgs),
 }
 
 /// Runs the chosen subcommand to completion.
@@ -93,6 +102,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dunning(command) => {
             billhook_core::db::check_migrated(&pool).await?;
             billing::dunning(&pool, command).await
+        }
+        Command::Reconcile(args) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            reconcile::run(&pool, &cli.run, args).await
+        }
+        Command::Sync(args) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            sync::run(&pool, &cli.run, args).await
         }
     }
 }

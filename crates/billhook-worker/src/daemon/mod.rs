@@ -1,5 +1,6 @@
 //! `billhook-worker run`: every job kind on the queue's workers ([`crate::queue::Workers`]),
-//! with the admin listener (/healthz, /readyz, /metrics) beside them.
+//! with the admin listener (/healthz, /readyz, /metrics) and the scheduled tasks
+//! ([`crate::schedule`]: reconciliation) beside them.
 //!
 //! Lifecycle: start → refuse an unmigrated database or unusable settings → serve until
 //! `shutdown` completes → let in-flight jobs finish within the shutdown timeout → return.
@@ -24,6 +25,7 @@ use crate::email::job::SendEmailJob;
 use crate::notify::Outbox;
 use crate::notify::job::NotifyAppJob;
 use crate::queue::{Ended, Workers};
+use crate::reconcile::{self, Reconciler};
 use metrics::Metrics;
 use settings::RunSettings;
 
@@ -35,6 +37,8 @@ pub struct Daemon {
     metrics: Metrics,
     name: String,
     jobs: Jobs,
+    /// Reconciliation, when a Stripe API key is configured.
+    reconciler: Option<Reconciler>,
 }
 
 /// Every job kind, built (and its settings checked) before the process starts serving.
@@ -79,9 +83,15 @@ impl Daemon {
                 pool: pool.clone(),
                 dunning,
                 mailer,
-                stripe,
+                stripe: stripe.clone(),
             },
         };
+        let reconciler = stripe.map(|api| Reconciler {
+            pool: pool.clone(),
+            api,
+            settings: settings.reconcile.clone(),
+            metrics: metrics.reconcile.clone(),
+        });
         crate::billing::settings::store(&pool, &settings.billing).await?;
         let admin = TcpListener::bind(&settings.admin_listen)
             .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
@@ -96,6 +106,7 @@ impl Daemon {
             metrics,
             name,
             jobs,
+            reconciler,
         })
     }
 
@@ -118,6 +129,7 @@ impl Daemon {
             metrics,
             name,
             jobs,
+            reconciler,
         } = self;
         let admin = admin::serve(admin, pool.clone(), metrics.clone())?;
         let admin_handle = admin.handle();
@@ -127,8 +139,31 @@ impl Daemon {
         workers.add(jobs.notify_app);
         workers.add(jobs.send_email);
         workers.add(jobs.dunning_step);
+        let (stop_schedule, schedule_stopped) = tokio::sync::oneshot::channel::<()>();
+        let schedule = match reconciler {
+            Some(reconciler) => {
+                tracing::info!(
+                    interval = %humantime::format_duration(settings.reconcile.interval),
+                    "reconciliation with Stripe's Events API scheduled"
+                );
+                tokio::spawn(schedule_reconcile(
+                    reconciler,
+                    settings.reconcile.interval,
+                    schedule_stopped,
+                ))
+            }
+            None => {
+                tracing::warn!(
+                    "reconciliation is off: BILLHOOK_STRIPE_API_KEY is not set, so events whose \
+                     webhooks never arrive are not recovered"
+                );
+                tokio::spawn(async {})
+            }
+        };
         tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
         let ended = workers.run(shutdown).await;
+        let _ = stop_schedule.send(());
+        let _ = schedule.await;
         admin_handle.stop(true).await;
         let _ = admin_task.await;
         // A worker that gave up must not look like a clean stop, so a supervisor (systemd,
@@ -142,4 +177,31 @@ impl Daemon {
         tracing::info!("billhook-worker stopped");
         Ok(())
     }
+}
+
+/// Reconciles on the interval until stopped. The first run comes shortly after start (a
+/// restarted worker catches up at once), staggered so that processes started together do not
+/// all reach for the lock in the same instant.
+async fn schedule_reconcile(
+    reconciler: Reconciler,
+    interval: std::time::Duration,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let first = std::time::Duration::from_millis(rand::random_range(1_000..5_000));
+    let stop = async {
+        let _ = stop.await;
+    };
+    crate::schedule::every(first, interval, stop, || async {
+        match reconciler
+            .run(reconcile::Trigger::Schedule, &reconcile::Options::default())
+            .await
+        {
+            Ok(reconcile::Outcome::Skipped(why)) => tracing::debug!(why, "reconciliation skipped"),
+            Ok(reconcile::Outcome::Ran(_)) => {}
+            // Logged and recorded by the run; the next interval tries again.
+            Err(reconcile::RunError::Failed { .. }) => {}
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "reconciliation could not run"),
+        }
+    })
+    .await;
 }

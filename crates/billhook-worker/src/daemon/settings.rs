@@ -6,6 +6,7 @@ use crate::dunning::DunningSettings;
 use crate::email::settings::EmailSettings;
 use crate::notify::settings::NotifySettings;
 use crate::queue::QueueSettings;
+use crate::reconcile::settings::ReconcileSettings;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunSettings {
@@ -32,4 +33,7 @@ pub struct RunSettings {
 
     #[command(flatten)]
     pub dunning: DunningSettings,
+
+    #[command(flatten)]
+    pub reconcile: ReconcileSettings,
 }

@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::daemon::metrics::defined;
 use sqlx::PgPool;
 
 use super::jobs::{KINDS, QUEUES};
@@ -18,10 +20,6 @@ pub struct QueueMetrics {
     queue_depth: IntGaugeVec,
     oldest_pending_seconds: IntGaugeVec,
     open_dead_letters: IntGaugeVec,
-}
-
-fn defined<T>(metric: prometheus::Result<T>) -> T {
-    metric.unwrap_or_else(|e| unreachable!("static metric definition: {e}"))
 }
 
 impl QueueMetrics {

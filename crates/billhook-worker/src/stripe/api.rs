@@ -1,10 +1,14 @@
-//! The few calls Billhook makes to Stripe's API: retrieving an object (to settle a same-second
-//! tie between two events) and, for dunning, cancelling a subscription. The base URL is
-//! configurable so tests (and a proxy) can stand in for api.stripe.com.
+//! The calls Billhook makes to Stripe's API: retrieving an object (to settle a same-second
+//! tie between two events), for dunning cancelling a subscription, and reading lists for
+//! reconciliation and the first sync ([`super::list`]). The base URL is configurable so tests
+//! (and a proxy) can stand in for api.stripe.com.
 //!
 //! Errors: a 429, a 5xx or a connection failure is retryable; any other 4xx is permanent.
-//! The key is sent as a bearer token and never appears in logs, errors or `Debug`.
+//! The key is sent as a bearer token and never appears in logs, errors or `Debug`. Every
+//! request of one client shares its rate limit (`BILLHOOK_STRIPE_API_RATE`), below Stripe's.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,11 +18,16 @@ use serde_json::Value;
 
 use crate::queue::JobError;
 
+/// Requests per second one client sends at most unless told otherwise: below the 25 a second
+/// Stripe allows in test mode (live mode allows 100).
+pub const DEFAULT_RATE: u32 = 20;
+
 #[derive(Clone)]
 pub struct StripeApi {
     base: reqwest::Url,
     key: SecretString,
     client: reqwest::Client,
+    limiter: Arc<governor::DefaultDirectRateLimiter>,
 }
 
 impl std::fmt::Debug for StripeApi {
@@ -37,7 +46,37 @@ impl StripeApi {
             .user_agent(concat!("billhook/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client for Stripe's API")?;
-        Ok(Self { base, key, client })
+        Ok(Self {
+            base,
+            key,
+            client,
+            limiter: Arc::new(limiter(DEFAULT_RATE)),
+        })
+    }
+
+    /// The same client sending at most `per_second` requests a second.
+    pub fn with_rate(mut self, per_second: u32) -> Self {
+        self.limiter = Arc::new(limiter(per_second));
+        self
+    }
+
+    /// Waits until the rate limit lets one more request go.
+    pub(super) async fn wait_for_rate(&self) {
+        self.limiter.until_ready().await;
+    }
+
+    /// A GET of `path?query` with the key; `query` is form-encoded, so repeated names are how
+    /// Stripe takes arrays (`types[]=a&types[]=b`).
+    pub(super) fn get_request(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::RequestBuilder, JobError> {
+        let mut url = self.url(path)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(self.client.get(url).bearer_auth(self.key.expose_secret()))
     }
 
     fn url(&self, path: &str) -> Result<reqwest::Url, JobError> {
@@ -50,10 +89,8 @@ impl StripeApi {
     /// `GET path`, rendered in `api_version` (the event's) so the object has the shape the
     /// handlers expect.
     pub async fn retrieve(&self, path: &str, api_version: Option<&str>) -> Result<Value, JobError> {
-        let mut request = self
-            .client
-            .get(self.url(path)?)
-            .bearer_auth(self.key.expose_secret());
+        self.wait_for_rate().await;
+        let mut request = self.get_request(path, &[])?;
         if let Some(version) = api_version {
             request = request.header("Stripe-Version", version);
         }
@@ -62,6 +99,7 @@ impl StripeApi {
 
     /// `DELETE path` with an Idempotency-Key, so a retried call cannot act twice.
     pub async fn delete(&self, path: &str, idempotency_key: &str) -> Result<Value, JobError> {
+        self.wait_for_rate().await;
         let request = self
             .client
             .delete(self.url(path)?)
@@ -111,6 +149,11 @@ impl StripeApi {
             Err(JobError::Permanent(error))
         }
     }
+}
+
+fn limiter(per_second: u32) -> governor::DefaultDirectRateLimiter {
+    let rate = NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN);
+    governor::RateLimiter::direct(governor::Quota::per_second(rate))
 }
 
 #[cfg(test)]

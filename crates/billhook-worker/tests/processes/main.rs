@@ -3,4 +3,5 @@
 //! others down.
 
 mod migrate;
+mod reconcile;
 mod worker;

@@ -9,7 +9,7 @@ use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::worker::{RETRY_HORIZON, run_due_jobs, run_jobs_due_within, wait_for_count};
 use billhook_testkit::{TestDatabase, TestReceiver};
 
-fn worker(database_url: &str) -> Command {
+pub(crate) fn worker(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_billhook-worker"));
     command
         .env_clear()
@@ -28,7 +28,7 @@ fn worker(database_url: &str) -> Command {
     command
 }
 
-struct Running(Child);
+pub(crate) struct Running(Child);
 
 impl Running {
     fn start(database_url: &str) -> Self {
@@ -41,7 +41,17 @@ impl Running {
         Self(child)
     }
 
-    fn signal(&self, signal: &str) {
+    /// Starts `command` (output discarded).
+    pub(crate) fn spawn(command: &mut Command) -> Self {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start billhook-worker");
+        Self(child)
+    }
+
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([signal, &self.0.id().to_string()])
             .status()
@@ -49,7 +59,7 @@ impl Running {
         assert!(status.success());
     }
 
-    fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.0.try_wait().expect("try_wait") {
@@ -68,7 +78,7 @@ impl Drop for Running {
     }
 }
 
-fn output(command: &mut Command) -> Output {
+pub(crate) fn output(command: &mut Command) -> Output {
     command.output().expect("run billhook-worker")
 }
 

@@ -1,29 +1,59 @@
 //! The ingest transaction: event rows and their ProcessEvent jobs commit together or not at
 //! all. A crash between the two is impossible, not unlikely.
 //!
+//! Every stored event comes through here, whichever way it reached Billhook ([`Origin`]): a
+//! signed webhook delivery (the receiver) or an event recovered from Stripe's Events API (the
+//! worker's reconciliation). The rows and the job are the same; only the recorded origin
+//! differs, so a recovered event is applied like any other and a later webhook delivery of it
+//! is a duplicate.
+//!
 //! Deliveries are stored in batches: one transaction inserts every event of the batch with one
 //! statement and pushes the jobs of the new, handled ones with one `push_tasks`. The receiver's
-//! [`writer`](crate::writer) forms the batches from the requests in flight; a batch of one is
-//! the ordinary case when traffic is light.
+//! writers form the batches from the requests in flight (a batch of one is the ordinary case
+//! when traffic is light); reconciliation stores a page of the Events API at a time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use actix_web::web::Bytes;
-use billhook_core::db::errors::{self, Class};
-use billhook_core::jobs::{self, EnqueueError, TracingContext};
-use billhook_core::stripe::{Envelope, Verified};
+use bytes::Bytes;
 use sqlx::{PgConnection, PgPool};
 
-/// A verified delivery, ready to store.
+use crate::db::errors::{self, Class};
+use crate::jobs::{self, EnqueueError, TracingContext};
+use crate::stripe::{Envelope, Verified};
+
+/// How an event reached Billhook; stored in `webhook_events.origin`.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A webhook delivery whose signature verified: its `t=` and the secret that matched are
+    /// stored with it.
+    Webhook(Verified),
+    /// Listed by Stripe's Events API during reconciliation: no delivery, so no signature.
+    EventsApi,
+}
+
+impl Origin {
+    /// The stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Webhook(_) => "webhook",
+            Self::EventsApi => "events_api",
+        }
+    }
+}
+
+/// A verified delivery or a recovered event, ready to store.
 pub struct Delivery {
     pub envelope: Envelope,
-    pub verified: Verified,
+    pub origin: Origin,
+    /// The event's bytes as Stripe sent them (for a webhook, exactly as signed).
     pub body: Bytes,
+    /// Selected request headers of a webhook delivery; `{}` for a recovered event.
     pub headers: serde_json::Value,
     /// False for event types the worker has no handler for: stored as `ignored`, no job.
     pub handled: bool,
-    /// The W3C trace context of the request, carried into the job's metadata.
+    /// The W3C trace context of the request (or reconciliation run), carried into the job's
+    /// metadata.
     pub trace: TracingContext,
 }
 
@@ -42,7 +72,7 @@ pub enum IngestError {
     /// The batch this delivery was part of failed; shared by every delivery in it.
     #[error("the batch it was stored with failed")]
     Batch(#[source] Arc<IngestError>),
-    /// The ingest writers are gone (the receiver is stopping).
+    /// The receiver's ingest writers are gone (the receiver is stopping).
     #[error("the ingest writers have stopped")]
     Stopped,
 }
@@ -147,6 +177,7 @@ async fn insert_events(
     let mut labels = Vec::with_capacity(deliveries.len());
     let mut statuses = Vec::with_capacity(deliveries.len());
     let mut objects = Vec::with_capacity(deliveries.len());
+    let mut origins = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let e = &d.envelope;
         ids.push(e.id.as_str());
@@ -155,23 +186,29 @@ async fn insert_events(
         livemodes.push(e.livemode);
         accounts.push(e.account.as_deref());
         created.push(e.created as f64);
-        signed_at.push(d.verified.timestamp as f64);
+        let verified = match &d.origin {
+            Origin::Webhook(verified) => Some(verified),
+            Origin::EventsApi => None,
+        };
+        signed_at.push(verified.map(|v| v.timestamp as f64));
+        labels.push(verified.map(|v| v.secret_label.as_str()));
         bodies.push(d.body.as_ref());
         headers.push(&d.headers);
-        labels.push(d.verified.secret_label.as_str());
         statuses.push(if d.handled { "received" } else { "ignored" });
         objects.push(e.object_id.as_deref());
+        origins.push(d.origin.as_str());
     }
     let new_ids: Vec<String> = sqlx::query_scalar(
         "INSERT INTO webhook_events \
            (id, type, api_version, livemode, account, created, signed_at, body, headers, secret_label, \
-            status, object_id) \
+            status, object_id, origin) \
          SELECT id, type, api_version, livemode, account, to_timestamp(created), to_timestamp(signed_at), \
-                body, headers, secret_label, status, object_id \
+                body, headers, secret_label, status, object_id, origin \
            FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::float8[], \
-                       $7::float8[], $8::bytea[], $9::jsonb[], $10::text[], $11::text[], $12::text[]) \
+                       $7::float8[], $8::bytea[], $9::jsonb[], $10::text[], $11::text[], $12::text[], \
+                       $13::text[]) \
              AS d(id, type, api_version, livemode, account, created, signed_at, body, headers, secret_label, \
-                  status, object_id) \
+                  status, object_id, origin) \
          ON CONFLICT (id) DO NOTHING \
          RETURNING id",
     )
@@ -187,6 +224,7 @@ async fn insert_events(
     .bind(labels)
     .bind(statuses)
     .bind(objects)
+    .bind(origins)
     .fetch_all(conn)
     .await?;
     Ok(new_ids.into_iter().collect())
