@@ -18,8 +18,8 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use billhook_core::ingest::{self, Delivery, IngestError, Stored};
 use crate::metrics::Metrics;
+use billhook_core::ingest::{self, Delivery, IngestError, Stored};
 
 /// How the writers are set up.
 #[derive(Debug, Clone, Copy)]

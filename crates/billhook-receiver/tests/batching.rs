@@ -2,9 +2,9 @@
 //! transaction, tells duplicates apart, and one delivery PostgreSQL refuses cannot fail the
 //! others stored with it.
 
+use billhook_core::ingest::{self, Delivery, Origin, Stored};
 use billhook_core::jobs;
 use billhook_core::stripe::{Envelope, Verified, event_types};
-use billhook_core::ingest::{self, Delivery, Origin, Stored};
 use billhook_receiver::metrics::Metrics;
 use billhook_receiver::writer::{IngestQueue, WriterSettings};
 use billhook_testkit::TestDatabase;

@@ -14,8 +14,8 @@ use futures_util::StreamExt as _;
 use tracing::field;
 
 use crate::AppState;
-use billhook_core::ingest::{Delivery, IngestError, Origin, Stored};
 use crate::metrics::Outcome;
+use billhook_core::ingest::{Delivery, IngestError, Origin, Stored};
 
 /// Why a request was not stored. Each maps to one status code and a fixed body; the cause
 /// goes to the log, never to the client.

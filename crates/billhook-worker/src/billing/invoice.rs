@@ -12,31 +12,28 @@ use super::effects;
 use super::event::{Applied, Event};
 use super::ledger::{self, Entry};
 use super::upsert::{OnConflict, Upsert};
-use super::version::{self, Table};
+use super::version::{self, Table, Write};
 use crate::dunning::Failure;
 use crate::email::Template;
 use crate::queue::JobError;
 use crate::stripe::fields;
+
+/// The invoice's time fields that move forward as it changes.
+pub(crate) const TIME_PATHS: &[&str] = &[
+    "created",
+    "status_transitions.finalized_at",
+    "status_transitions.paid_at",
+    "status_transitions.voided_at",
+    "status_transitions.marked_uncollectible_at",
+];
 
 pub async fn apply(
     conn: &mut PgConnection,
     ctx: &Context,
     event: &Event,
 ) -> Result<Applied, JobError> {
-    let Some((id, write)) = version::check_event(
-        conn,
-        ctx,
-        event,
-        Table::Invoices,
-        &[
-            "created",
-            "status_transitions.finalized_at",
-            "status_transitions.paid_at",
-            "status_transitions.voided_at",
-            "status_transitions.marked_uncollectible_at",
-        ],
-    )
-    .await?
+    let Some((id, write)) =
+        version::check_event(conn, ctx, event, Table::Invoices, TIME_PATHS).await?
     else {
         return Ok(Applied::Stale);
     };
@@ -46,51 +43,7 @@ pub async fn apply(
     let currency = fields::required_str(object, "currency")?;
     let amount_paid = fields::i64_at(object, "amount_paid").unwrap_or(0);
     let subscription = fields::invoice_subscription(object);
-    let written = Upsert::new(Table::Invoices, id, &write, &event.id)
-        .set("customer_id", customer, OnConflict::Replace)
-        .set("subscription_id", subscription, OnConflict::KeepIfNull)
-        .set(
-            "payment_intent_id",
-            fields::invoice_payment_intent(object),
-            OnConflict::KeepIfNull,
-        )
-        .set("status", status, OnConflict::Replace)
-        .set(
-            "billing_reason",
-            fields::str_at(object, "billing_reason"),
-            OnConflict::Replace,
-        )
-        .set(
-            "amount_due",
-            fields::i64_at(object, "amount_due").unwrap_or(0),
-            OnConflict::Replace,
-        )
-        .set("amount_paid", amount_paid, OnConflict::Replace)
-        .set(
-            "amount_remaining",
-            fields::i64_at(object, "amount_remaining").unwrap_or(0),
-            OnConflict::Replace,
-        )
-        .set("currency", currency, OnConflict::Replace)
-        .set(
-            "attempt_count",
-            fields::i64_at(object, "attempt_count").unwrap_or(0) as i32,
-            OnConflict::Replace,
-        )
-        .set(
-            "customer_email",
-            fields::str_at(object, "customer_email"),
-            OnConflict::Replace,
-        )
-        .set(
-            "paid_at",
-            fields::time_at(object, "status_transitions.paid_at"),
-            OnConflict::Replace,
-        )
-        .object(object, OnConflict::Replace)
-        .write(conn)
-        .await?;
-    if !written {
+    if !write_mirror(conn, id, &write, &event.id).await? {
         return Ok(Applied::Stale);
     }
     event.audit(
@@ -172,4 +125,80 @@ pub async fn apply(
         }
     }
     Ok(Applied::Applied)
+}
+
+/// Writes the invoice's mirror row from `write`, in either API shape, naming `source` (an event
+/// id, or a sync's `sync:<run>`) as what it was last written from. `false`: the stored row is
+/// newer.
+pub(crate) async fn write_mirror(
+    conn: &mut PgConnection,
+    id: &str,
+    write: &Write<'_>,
+    source: &str,
+) -> Result<bool, JobError> {
+    let object = write.object.as_ref();
+    Upsert::new(Table::Invoices, id, write, source)
+        .set(
+            "customer_id",
+            fields::required_str(object, "customer")?,
+            OnConflict::Replace,
+        )
+        .set(
+            "subscription_id",
+            fields::invoice_subscription(object),
+            OnConflict::KeepIfNull,
+        )
+        .set(
+            "payment_intent_id",
+            fields::invoice_payment_intent(object),
+            OnConflict::KeepIfNull,
+        )
+        .set(
+            "status",
+            fields::str_at(object, "status"),
+            OnConflict::Replace,
+        )
+        .set(
+            "billing_reason",
+            fields::str_at(object, "billing_reason"),
+            OnConflict::Replace,
+        )
+        .set(
+            "amount_due",
+            fields::i64_at(object, "amount_due").unwrap_or(0),
+            OnConflict::Replace,
+        )
+        .set(
+            "amount_paid",
+            fields::i64_at(object, "amount_paid").unwrap_or(0),
+            OnConflict::Replace,
+        )
+        .set(
+            "amount_remaining",
+            fields::i64_at(object, "amount_remaining").unwrap_or(0),
+            OnConflict::Replace,
+        )
+        .set(
+            "currency",
+            fields::required_str(object, "currency")?,
+            OnConflict::Replace,
+        )
+        .set(
+            "attempt_count",
+            fields::i64_at(object, "attempt_count").unwrap_or(0) as i32,
+            OnConflict::Replace,
+        )
+        .set(
+            "customer_email",
+            fields::str_at(object, "customer_email"),
+            OnConflict::Replace,
+        )
+        .set(
+            "paid_at",
+            fields::time_at(object, "status_transitions.paid_at"),
+            OnConflict::Replace,
+        )
+        .object(object, OnConflict::Replace)
+        .write(conn)
+        .await
 }

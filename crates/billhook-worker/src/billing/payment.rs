@@ -25,7 +25,7 @@ pub async fn apply_payment_intent(
         ctx,
         event,
         Table::PaymentIntents,
-        &["created", "canceled_at"],
+        PAYMENT_INTENT_TIME_PATHS,
     )
     .await?
     else {
@@ -33,30 +33,8 @@ pub async fn apply_payment_intent(
     };
     let object = write.object.as_ref();
     let status = fields::required_str(object, "status")?;
-    let failure_code = fields::str_at(object, "last_payment_error.decline_code")
-        .or_else(|| fields::str_at(object, "last_payment_error.code"));
-    let failure_message = fields::str_at(object, "last_payment_error.message");
-    if upsert_payment(
-        conn,
-        event,
-        &write,
-        &Payment {
-            table: Table::PaymentIntents,
-            id,
-            kind: "payment_intent",
-            payment_intent_id: Some(id),
-            amount: fields::required_i64(object, "amount")?,
-            amount_received: fields::i64_at(object, "amount_received"),
-            amount_refunded: 0,
-            status,
-            failure_code,
-            failure_message,
-            object,
-        },
-    )
-    .await?
-        == Applied::Stale
-    {
+    let (failure_code, failure_message) = payment_intent_failure(object);
+    if !write_payment_intent_mirror(conn, id, &write, &event.id).await? {
         return Ok(Applied::Stale);
     }
     event.audit(
@@ -131,11 +109,7 @@ pub async fn apply_charge(
 ) -> Result<Applied, JobError> {
     let object = &event.data.object;
     let id = fields::required_str(object, "id")?;
-    let mut version = Version::of(event, object, &["created"]);
-    version.object_time = refunds_of(object)
-        .iter()
-        .filter_map(|r| fields::i64_at(r, "created"))
-        .fold(version.object_time, i64::max);
+    let version = charge_version_at(object, event.created);
     let Some(write) = version::check(conn, ctx, event, Table::Charges, id, object, version).await?
     else {
         return Ok(Applied::Stale);
@@ -144,33 +118,10 @@ pub async fn apply_charge(
     let payment_intent = fields::id_at(object, "payment_intent");
     let amount_refunded = fields::i64_at(object, "amount_refunded").unwrap_or(0);
     let currency = fields::required_str(object, "currency")?;
-    if upsert_payment(
-        conn,
-        event,
-        &write,
-        &Payment {
-            table: Table::Charges,
-            id,
-            kind: "charge",
-            payment_intent_id: payment_intent,
-            amount: fields::required_i64(object, "amount")?,
-            amount_received: fields::i64_at(object, "amount_captured"),
-            amount_refunded,
-            status: fields::str_at(object, "status").unwrap_or("succeeded"),
-            failure_code: fields::str_at(object, "failure_code"),
-            failure_message: fields::str_at(object, "failure_message"),
-            object,
-        },
-    )
-    .await?
-        == Applied::Stale
-    {
+    if !write_charge_mirror(conn, id, &write, &event.id).await? {
         return Ok(Applied::Stale);
     }
     let refunds = refunds_of(object);
-    for refund in refunds {
-        upsert_refund(conn, event, id, payment_intent, refund).await?;
-    }
     let detail = json!({ "amount_refunded": amount_refunded, "refunds": refunds.len(),
                          "fetched": write.fetched });
     event.audit("payment", id, "refunded", detail);
@@ -212,6 +163,93 @@ pub async fn apply_charge(
         }
     }
     Ok(Applied::Applied)
+}
+
+/// The PaymentIntent's time fields that move forward as it changes.
+pub(crate) const PAYMENT_INTENT_TIME_PATHS: &[&str] = &["created", "canceled_at"];
+
+/// A charge's version at `event_time` (an event's `created`, or when a sync fetched it): its
+/// `created` and its refunds' (a refund changes the charge without a time field of its own).
+pub(crate) fn charge_version_at(charge: &Value, event_time: i64) -> Version {
+    let mut version = Version::at(event_time, charge, &["created"]);
+    version.object_time = refunds_of(charge)
+        .iter()
+        .filter_map(|r| fields::i64_at(r, "created"))
+        .fold(version.object_time, i64::max);
+    version
+}
+
+/// The decline code (else the error code) and the message of a PaymentIntent's last failure.
+fn payment_intent_failure(object: &Value) -> (Option<&str>, Option<&str>) {
+    let code = fields::str_at(object, "last_payment_error.decline_code")
+        .or_else(|| fields::str_at(object, "last_payment_error.code"));
+    (code, fields::str_at(object, "last_payment_error.message"))
+}
+
+/// Writes the PaymentIntent's row of `payments` from `write`, naming `source` (an event id, or
+/// a sync's `sync:<run>`) as what it was last written from. `false`: the stored row is newer.
+pub(crate) async fn write_payment_intent_mirror(
+    conn: &mut PgConnection,
+    id: &str,
+    write: &Write<'_>,
+    source: &str,
+) -> Result<bool, JobError> {
+    let object = write.object.as_ref();
+    let (failure_code, failure_message) = payment_intent_failure(object);
+    let payment = Payment {
+        table: Table::PaymentIntents,
+        id,
+        kind: "payment_intent",
+        payment_intent_id: Some(id),
+        amount: fields::required_i64(object, "amount")?,
+        amount_received: fields::i64_at(object, "amount_received"),
+        amount_refunded: 0,
+        status: fields::required_str(object, "status")?,
+        failure_code,
+        failure_message,
+        object,
+    };
+    upsert_payment(conn, source, write, &payment).await
+}
+
+/// Writes the charge's row of `payments` and its refunds from `write`, naming `source` as what
+/// they were last written from. `false`: the stored row is newer, and nothing was written.
+pub(crate) async fn write_charge_mirror(
+    conn: &mut PgConnection,
+    id: &str,
+    write: &Write<'_>,
+    source: &str,
+) -> Result<bool, JobError> {
+    let object = write.object.as_ref();
+    let payment_intent = fields::id_at(object, "payment_intent");
+    let payment = Payment {
+        table: Table::Charges,
+        id,
+        kind: "charge",
+        payment_intent_id: payment_intent,
+        amount: fields::required_i64(object, "amount")?,
+        amount_received: fields::i64_at(object, "amount_captured"),
+        amount_refunded: fields::i64_at(object, "amount_refunded").unwrap_or(0),
+        status: fields::str_at(object, "status").unwrap_or("succeeded"),
+        failure_code: fields::str_at(object, "failure_code"),
+        failure_message: fields::str_at(object, "failure_message"),
+        object,
+    };
+    if !upsert_payment(conn, source, write, &payment).await? {
+        return Ok(false);
+    }
+    for refund in refunds_of(object) {
+        upsert_refund(
+            conn,
+            source,
+            write.version.event_time,
+            id,
+            payment_intent,
+            refund,
+        )
+        .await?;
+    }
+    Ok(true)
 }
 
 /// A refund of a charge no order pays for (an invoice's, say): debits the charge's customer.
@@ -258,13 +296,14 @@ struct Payment<'a> {
     object: &'a Value,
 }
 
+/// `false`: the stored row is newer.
 async fn upsert_payment(
     conn: &mut PgConnection,
-    event: &Event,
+    source: &str,
     write: &Write<'_>,
     p: &Payment<'_>,
-) -> Result<Applied, JobError> {
-    let written = Upsert::new(p.table, p.id, write, &event.id)
+) -> Result<bool, JobError> {
+    Upsert::new(p.table, p.id, write, source)
         .set("kind", p.kind, OnConflict::InsertOnly)
         .set(
             "payment_intent_id",
@@ -303,17 +342,14 @@ async fn upsert_payment(
         )
         .object(p.object, OnConflict::Replace)
         .write(conn)
-        .await?;
-    Ok(if written {
-        Applied::Applied
-    } else {
-        Applied::Stale
-    })
+        .await
 }
 
+/// `seen_at`: when the refund was known to exist (the event's time), its `created` if it has none.
 async fn upsert_refund(
     conn: &mut PgConnection,
-    event: &Event,
+    source: &str,
+    seen_at: i64,
     charge: &str,
     payment_intent: Option<&str>,
     refund: &Value,
@@ -333,9 +369,9 @@ async fn upsert_refund(
     .bind(fields::required_str(refund, "currency")?)
     .bind(fields::str_at(refund, "status"))
     .bind(fields::str_at(refund, "reason"))
-    .bind(fields::i64_at(refund, "created").unwrap_or(event.created) as f64)
+    .bind(fields::i64_at(refund, "created").unwrap_or(seen_at) as f64)
     .bind(refund)
-    .bind(&event.id)
+    .bind(source)
     .execute(conn)
     .await?;
     Ok(())

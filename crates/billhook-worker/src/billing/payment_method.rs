@@ -5,9 +5,12 @@ use sqlx::PgConnection;
 use super::context::Context;
 use super::event::{Applied, Event};
 use super::upsert::{OnConflict, Upsert};
-use super::version::{self, Table};
+use super::version::{self, Table, Write};
 use crate::queue::JobError;
 use crate::stripe::fields;
+
+/// The payment method's time fields that move forward as it changes.
+pub(crate) const TIME_PATHS: &[&str] = &["created"];
 
 pub async fn apply(
     conn: &mut PgConnection,
@@ -15,17 +18,44 @@ pub async fn apply(
     event: &Event,
 ) -> Result<Applied, JobError> {
     let Some((id, write)) =
-        version::check_event(conn, ctx, event, Table::PaymentMethods, &["created"]).await?
+        version::check_event(conn, ctx, event, Table::PaymentMethods, TIME_PATHS).await?
     else {
         return Ok(Applied::Stale);
     };
-    let object = write.object.as_ref();
     let customer = if event.event_type == "payment_method.detached" && !write.fetched {
         None
     } else {
-        fields::id_at(object, "customer")
+        fields::id_at(write.object.as_ref(), "customer")
     };
-    let written = Upsert::new(Table::PaymentMethods, id, &write, &event.id)
+    if !write_mirror(conn, id, &write, &event.id, customer).await? {
+        return Ok(Applied::Stale);
+    }
+    let action = if customer.is_some() {
+        "attached"
+    } else {
+        "detached"
+    };
+    event.audit(
+        "payment_method",
+        id,
+        action,
+        serde_json::json!({ "customer": customer, "fetched": write.fetched }),
+    );
+    Ok(Applied::Applied)
+}
+
+/// Writes the payment method's mirror row from `write`, attached to `customer` (`None`:
+/// detached), naming `source` as what it was last written from. `false`: the stored row is
+/// newer.
+pub(crate) async fn write_mirror(
+    conn: &mut PgConnection,
+    id: &str,
+    write: &Write<'_>,
+    source: &str,
+    customer: Option<&str>,
+) -> Result<bool, JobError> {
+    let object = write.object.as_ref();
+    Upsert::new(Table::PaymentMethods, id, write, source)
         .set("customer_id", customer, OnConflict::Replace)
         .set(
             "type",
@@ -44,20 +74,5 @@ pub async fn apply(
         )
         .object(object, OnConflict::Replace)
         .write(conn)
-        .await?;
-    if !written {
-        return Ok(Applied::Stale);
-    }
-    let action = if customer.is_some() {
-        "attached"
-    } else {
-        "detached"
-    };
-    event.audit(
-        "payment_method",
-        id,
-        action,
-        serde_json::json!({ "customer": customer, "fetched": write.fetched }),
-    );
-    Ok(Applied::Applied)
+        .await
 }

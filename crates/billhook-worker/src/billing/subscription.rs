@@ -9,7 +9,7 @@ use super::context::Context;
 use super::effects;
 use super::event::{Applied, Event};
 use super::upsert::{OnConflict, Upsert};
-use super::version::{self, Table, Version};
+use super::version::{self, Table, Version, Write};
 use crate::email::Template;
 use crate::queue::JobError;
 use crate::stripe::fields;
@@ -21,7 +21,7 @@ pub async fn apply(
 ) -> Result<Applied, JobError> {
     let object = &event.data.object;
     let id = fields::required_str(object, "id")?;
-    let version = version_of(event, object);
+    let version = version_at(object, event.created);
     let Some(write) =
         version::check(conn, ctx, event, Table::Subscriptions, id, object, version).await?
     else {
@@ -36,35 +36,10 @@ pub async fn apply(
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;
-    let (period_start, period_end) = fields::subscription_period(object);
-    let status_since = chrono::DateTime::from_timestamp(write.version.event_time, 0);
-    let written = Upsert::new(Table::Subscriptions, id, &write, &event.id)
-        .set("customer_id", customer, OnConflict::Replace)
-        .set("status", status, OnConflict::Replace)
-        .set(
-            "status_since",
-            status_since,
-            OnConflict::Expr(
-                "CASE WHEN t.status = EXCLUDED.status THEN t.status_since ELSE EXCLUDED.status_since END",
-            ),
-        )
-        .set(
-            "cancel_at_period_end",
-            fields::bool_at(object, "cancel_at_period_end").unwrap_or(false),
-            OnConflict::Replace,
-        )
-        .set("current_period_start", period_start, OnConflict::Replace)
-        .set("current_period_end", period_end, OnConflict::Replace)
-        .set("trial_end", fields::time_at(object, "trial_end"), OnConflict::Replace)
-        .set("canceled_at", fields::time_at(object, "canceled_at"), OnConflict::Replace)
-        .set("ended_at", fields::time_at(object, "ended_at"), OnConflict::Replace)
-        .object(object, OnConflict::Replace)
-        .write(conn)
-        .await?;
-    if !written {
+    if !write_mirror(conn, id, &write, &event.id).await? {
         return Ok(Applied::Stale);
     }
-    write_items(conn, id, object).await?;
+    let (_, period_end) = fields::subscription_period(object);
     event.audit(
         "subscription",
         id,
@@ -148,10 +123,11 @@ pub async fn apply(
     Ok(Applied::Applied)
 }
 
-/// The subscription's own time fields, and (from 2025-03-31) its items' period starts.
-fn version_of(event: &Event, object: &Value) -> Version {
-    let mut version = Version::of(
-        event,
+/// The subscription's own time fields, and (from 2025-03-31) its items' period starts, with
+/// `event_time` (an event's `created`, or when a sync fetched it).
+pub(crate) fn version_at(object: &Value, event_time: i64) -> Version {
+    let mut version = Version::at(
+        event_time,
         object,
         &[
             "created",
@@ -168,6 +144,48 @@ fn version_of(event: &Event, object: &Value) -> Version {
         .unwrap_or(0);
     version.object_time = version.object_time.max(items_start);
     version
+}
+
+/// Writes the subscription's mirror row and its items from `write`, naming `source` (an event
+/// id, or a sync's `sync:<run>`) as what it was last written from. `false`: the stored row is
+/// newer, and nothing was written. `status_since` is the write's event time when the status
+/// changes.
+pub(crate) async fn write_mirror(
+    conn: &mut PgConnection,
+    id: &str,
+    write: &Write<'_>,
+    source: &str,
+) -> Result<bool, JobError> {
+    let object = write.object.as_ref();
+    let (period_start, period_end) = fields::subscription_period(object);
+    let status_since = chrono::DateTime::from_timestamp(write.version.event_time, 0);
+    let written = Upsert::new(Table::Subscriptions, id, write, source)
+        .set("customer_id", fields::required_str(object, "customer")?, OnConflict::Replace)
+        .set("status", fields::required_str(object, "status")?, OnConflict::Replace)
+        .set(
+            "status_since",
+            status_since,
+            OnConflict::Expr(
+                "CASE WHEN t.status = EXCLUDED.status THEN t.status_since ELSE EXCLUDED.status_since END",
+            ),
+        )
+        .set(
+            "cancel_at_period_end",
+            fields::bool_at(object, "cancel_at_period_end").unwrap_or(false),
+            OnConflict::Replace,
+        )
+        .set("current_period_start", period_start, OnConflict::Replace)
+        .set("current_period_end", period_end, OnConflict::Replace)
+        .set("trial_end", fields::time_at(object, "trial_end"), OnConflict::Replace)
+        .set("canceled_at", fields::time_at(object, "canceled_at"), OnConflict::Replace)
+        .set("ended_at", fields::time_at(object, "ended_at"), OnConflict::Replace)
+        .object(object, OnConflict::Replace)
+        .write(conn)
+        .await?;
+    if written {
+        write_items(conn, id, object).await?;
+    }
+    Ok(written)
 }
 
 /// Replaces the subscription's items with the ones in `object`.

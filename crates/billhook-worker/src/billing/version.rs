@@ -66,13 +66,19 @@ pub struct Version {
 impl Version {
     /// `paths` name the object's time fields that move forward as it changes.
     pub fn of(event: &Event, object: &Value, paths: &[&str]) -> Self {
+        Self::at(event.created, object, paths)
+    }
+
+    /// The version of `object` as known at `event_time` (an event's `created`, or when a sync
+    /// fetched it), with `paths` as in [`Version::of`].
+    pub fn at(event_time: i64, object: &Value, paths: &[&str]) -> Self {
         let object_time = paths
             .iter()
             .filter_map(|p| fields::i64_at(object, p))
             .max()
             .unwrap_or(0);
         Self {
-            event_time: event.created,
+            event_time,
             object_time,
         }
     }

@@ -2,11 +2,11 @@
 
 pub mod billing;
 pub mod dead_letters;
+#[cfg(test)]
+mod documented_settings;
 pub mod reconcile;
 pub mod since;
 pub mod sync;
-#[cfg(test)]
-mod documented_settings;
 
 use billhook_core::config::{DatabaseSettings, TelemetrySettings};
 

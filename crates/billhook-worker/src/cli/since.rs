@@ -1,22 +1,37 @@
 //! A point in the past given on the command line: a duration back from now (`3d`, `12h`) or
 //! an RFC 3339 time (`2026-11-30T00:00:00Z`).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
-pub fn past_time(value: &str) -> Result<DateTime<Utc>, String> {
+/// A point in the past as given: a time, or a duration back from when it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    At(DateTime<Utc>),
+    Ago(Duration),
+}
+
+pub fn parse(value: &str) -> Result<Since, String> {
     if let Ok(time) = DateTime::parse_from_rfc3339(value) {
-        return Ok(time.with_timezone(&Utc));
+        return Ok(Since::At(time.with_timezone(&Utc)));
     }
-    let back = humantime::parse_duration(value).map_err(|_| {
+    humantime::parse_duration(value).map(Since::Ago).map_err(|_| {
         format!(
             "`{value}` is neither a duration (3d, 12h) nor an RFC 3339 time (2026-11-30T00:00:00Z)"
         )
-    })?;
-    let back =
-        chrono::Duration::from_std(back).map_err(|_| format!("`{value}` is too long ago"))?;
-    Utc::now()
-        .checked_sub_signed(back)
-        .ok_or_else(|| format!("`{value}` is too long ago"))
+    })
+}
+
+/// The time `value` means now.
+pub fn past_time(value: &str) -> Result<DateTime<Utc>, String> {
+    let back = match parse(value)? {
+        Since::At(time) => return Ok(time),
+        Since::Ago(back) => back,
+    };
+    let too_long = || format!("`{value}` is too long ago");
+    let back = chrono::Duration::from_std(back).map_err(|_| too_long())?;
+    Utc::now().checked_sub_signed(back).ok_or_else(too_long)
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub const TASK: &str = "reconcile";
 /// Stripe takes at most this many names in `types[]`.
 const TYPES_PER_REQUEST: usize = 20;
 
+/// A run over more windows than this logs its progress every this many (a day of hours).
+const PROGRESS_EVERY: usize = 24;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     /// The daemon's schedule: skipped when another process ran recently.
@@ -230,10 +233,16 @@ impl Reconciler {
             );
             summary.problems.extend(report.problems);
         }
-        for (from, to) in &plan.windows {
+        let windows = plan.windows.len();
+        for (done, (from, to)) in plan.windows.iter().enumerate() {
             for types in event_types::HANDLED.chunks(TYPES_PER_REQUEST) {
                 self.list_window(*from, *to, types, dry_run, summary)
                     .await?;
+            }
+            // A long catch-up (days of windows) says how far it has got, once a listed day.
+            if windows > PROGRESS_EVERY && (done + 1) % PROGRESS_EVERY == 0 {
+                tracing::info!(through = %to.to_rfc3339(), windows_done = done + 1, windows,
+                    pages = summary.pages, recovered = summary.recovered, "reconciliation progress");
             }
             if !dry_run {
                 record::advance(&self.pool, *to)

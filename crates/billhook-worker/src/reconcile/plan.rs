@@ -70,6 +70,14 @@ pub fn plan(inputs: &Inputs) -> Plan {
             ));
         }
     }
+    if let Some(since) = inputs.since.filter(|s| *s < horizon) {
+        problems.push(format!(
+            "--since {} is further back than the 30 days Stripe's Events API keeps: listing from \
+             {} instead. For anything older run `billhook-worker sync all`",
+            since.to_rfc3339(),
+            horizon.to_rfc3339()
+        ));
+    }
     let start = match (inputs.since, inputs.watermark, inputs.first_event) {
         (Some(since), _, _) => since,
         (None, Some(watermark), _) => watermark - overlap,
@@ -163,6 +171,18 @@ mod tests {
             ..inputs()
         });
         assert_eq!(p.since, now() - Duration::days(3));
+        assert!(p.problems.is_empty());
+    }
+
+    #[test]
+    fn since_beyond_the_horizon_is_cut_to_it_and_said() {
+        let p = plan(&Inputs {
+            since: Some(now() - Duration::days(45)),
+            ..inputs()
+        });
+        assert_eq!(p.since, now() - Duration::days(30));
+        assert_eq!(p.problems.len(), 1);
+        assert!(p.problems[0].contains("sync all"), "{:?}", p.problems);
     }
 
     #[test]
@@ -191,7 +211,7 @@ mod tests {
         );
         // What is still listable is still listed.
         assert_eq!(lost.since, now() - Duration::days(30));
-        assert_eq!(lost.windows.len(), 30 * 24 - 1 + 1);
+        assert_eq!(lost.windows.len(), 30 * 24);
     }
 
     #[test]

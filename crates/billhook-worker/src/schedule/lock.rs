@@ -45,6 +45,7 @@ impl TaskLock {
     pub async fn is_held(pool: &PgPool, task: &'static str) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0))",
         )
         .bind(key(task))
