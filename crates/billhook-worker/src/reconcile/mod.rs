@@ -133,14 +133,14 @@ impl Reconciler {
             ));
         }
         let watermark = record::watermark(&self.pool).await?;
-        let first_event = match (watermark, options.since) {
-            (None, None) => record::first_event(&self.pool).await?,
+        let history_start = match (watermark, options.since) {
+            (None, None) => record::history_start(&self.pool).await?,
             _ => None,
         };
         let plan = plan::plan(&plan::Inputs {
             now: Utc::now(),
             watermark,
-            first_event,
+            history_start,
             since: options.since,
             overlap: self.settings.overlap,
             grace: self.settings.grace,

@@ -33,8 +33,9 @@ pub struct Plan {
 pub struct Inputs {
     pub now: DateTime<Utc>,
     pub watermark: Option<DateTime<Utc>>,
-    /// `created` of the oldest stored event, looked up only when there is no watermark.
-    pub first_event: Option<DateTime<Utc>>,
+    /// Where Billhook's history starts (the oldest stored event, or the latest successful
+    /// sync if earlier), looked up only when there is no watermark.
+    pub history_start: Option<DateTime<Utc>>,
     /// `--since`: replaces the watermark as the start.
     pub since: Option<DateTime<Utc>>,
     pub overlap: std::time::Duration,
@@ -78,7 +79,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
             horizon.to_rfc3339()
         ));
     }
-    let start = match (inputs.since, inputs.watermark, inputs.first_event) {
+    let start = match (inputs.since, inputs.watermark, inputs.history_start) {
         (Some(since), _, _) => since,
         (None, Some(watermark), _) => watermark - overlap,
         (None, None, Some(first)) => first - overlap,
@@ -118,7 +119,7 @@ mod tests {
         Inputs {
             now: now(),
             watermark: None,
-            first_event: None,
+            history_start: None,
             since: None,
             overlap: StdDuration::from_secs(300),
             grace: StdDuration::from_secs(120),
@@ -154,7 +155,7 @@ mod tests {
     fn the_first_run_starts_at_the_first_stored_event_or_lists_nothing() {
         let first = now() - Duration::days(2);
         let p = plan(&Inputs {
-            first_event: Some(first),
+            history_start: Some(first),
             ..inputs()
         });
         assert_eq!(p.since, first - Duration::minutes(5));

@@ -30,11 +30,16 @@ pub async fn advance(pool: &PgPool, to: DateTime<Utc>) -> Result<(), sqlx::Error
     Ok(())
 }
 
-/// `created` of the oldest stored event: where the first run starts.
-pub async fn first_event(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT min(created) FROM webhook_events")
-        .fetch_one(pool)
-        .await
+/// Where Billhook's own history starts, for the first run: the earlier of the oldest stored
+/// event's `created` and the start of the latest sync that succeeded (events between a first
+/// sync and the first webhook are Billhook's to apply).
+pub async fn history_start(pool: &PgPool) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT least((SELECT min(created) FROM webhook_events), \
+                      (SELECT max(started_at) FROM sync_runs WHERE outcome = 'succeeded'))",
+    )
+    .fetch_one(pool)
+    .await
 }
 
 /// When the last run that was not a dry run started (any outcome but interrupted).

@@ -519,3 +519,25 @@ async fn a_watermark_near_the_horizon_warns_and_the_metric_shows_its_age() {
     assert!((100.0..400.0).contains(&age), "{age}");
     stripe.stop().await;
 }
+
+#[tokio::test]
+async fn the_first_run_after_a_sync_recovers_what_happened_since_the_sync_began() {
+    let db = TestDatabase::new().await;
+    let stripe = StripeStandIn::start().await;
+    // The sync ran 50 minutes ago; webhooks came on later and have delivered nothing yet.
+    sqlx::query(
+        "INSERT INTO sync_runs (started_at, finished_at, types, outcome) \
+         VALUES (now() - interval '50 minutes', now() - interval '45 minutes', '{customers}', 'succeeded')",
+    )
+    .execute(&db.pool)
+    .await
+    .expect("a sync");
+    stripe.add_event(event(1, 40));
+    stripe.add_event(event(2, 70));
+
+    let summary = run(&reconciler(&db, &stripe), &Options::default()).await;
+
+    assert_eq!(summary.recovered, 1, "only the event after the sync: {summary:?}");
+    assert_eq!(summary.sample.len(), 1);
+    stripe.stop().await;
+}
