@@ -537,7 +537,10 @@ async fn the_first_run_after_a_sync_recovers_what_happened_since_the_sync_began(
 
     let summary = run(&reconciler(&db, &stripe), &Options::default()).await;
 
-    assert_eq!(summary.recovered, 1, "only the event after the sync: {summary:?}");
+    assert_eq!(
+        summary.recovered, 1,
+        "only the event after the sync: {summary:?}"
+    );
     assert_eq!(summary.sample.len(), 1);
     stripe.stop().await;
 }
