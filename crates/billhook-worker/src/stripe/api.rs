@@ -134,14 +134,7 @@ impl StripeApi {
                 )))
             });
         }
-        let message = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
+        let message = error_message(&body).unwrap_or_default();
         let error = anyhow::anyhow!("Stripe API {method} {path} answered {status}: {message}");
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             Err(JobError::Retryable(error))
@@ -149,6 +142,29 @@ impl StripeApi {
             Err(JobError::Permanent(error))
         }
     }
+}
+
+/// Stripe's `error.message` from an error answer, with anything shaped like an API key taken
+/// out: Stripe's 401 names the key it refused (masked, but still part of it).
+pub(super) fn error_message(body: &str) -> Option<String> {
+    let value = serde_json::from_str::<Value>(body).ok()?;
+    let message = value.pointer("/error/message")?.as_str()?;
+    Some(redact_keys(message))
+}
+
+/// `text` with every word that starts like a Stripe key (`sk_`, `rk_`, `pk_`) replaced.
+pub(super) fn redact_keys(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let bare = word.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+            if ["sk_", "rk_", "pk_"].iter().any(|p| bare.starts_with(p)) {
+                "[key]"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn limiter(per_second: u32) -> governor::DefaultDirectRateLimiter {
@@ -159,6 +175,17 @@ fn limiter(per_second: u32) -> governor::DefaultDirectRateLimiter {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn a_key_stripe_names_in_its_error_is_taken_out() {
+        let body = r#"{"error":{"message":"Invalid API Key provided: sk_test_****************abcd","type":"invalid_request_error"}}"#;
+        let message = super::error_message(body).expect("a message");
+        assert_eq!(message, "Invalid API Key provided: [key]");
+        assert_eq!(
+            super::redact_keys("key (rk_live_1234) refused"),
+            "key [key] refused"
+        );
+    }
 
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

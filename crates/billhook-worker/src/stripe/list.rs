@@ -175,14 +175,8 @@ impl StripeApi {
 
 /// Stripe's `error.message`, or the start of a body that is not Stripe's error JSON.
 fn stripe_message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| body.chars().take(200).collect())
+    super::api::error_message(body)
+        .unwrap_or_else(|| super::api::redact_keys(&body.chars().take(200).collect::<String>()))
 }
 
 /// Between half and all of `delay`, so processes that failed together do not retry together.
