@@ -44,6 +44,7 @@ pub fn settings() -> RunSettings {
         },
         dunning: Default::default(),
         reconcile: Default::default(),
+        console: Default::default(),
     }
 }
 

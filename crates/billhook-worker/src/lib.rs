@@ -11,6 +11,7 @@
 //! - [`schedule`]: periodic tasks inside `run`, one run at a time across processes;
 //! - [`sync`]: the first sync of an existing Stripe account into the mirror;
 //! - [`daemon`]: `billhook-worker run`, its settings, admin listener and metrics;
+//! - [`console`]: the operator console (crate `billhook-console`) wired to this worker's actions;
 //! - [`cli`]: the command line.
 //!
 //! Errors: job handlers return [`queue::JobError`] (retryable or permanent); commands and
@@ -18,6 +19,7 @@
 
 pub mod billing;
 pub mod cli;
+pub mod console;
 pub mod daemon;
 pub mod dunning;
 pub mod email;

@@ -58,6 +58,9 @@ pub enum Command {
     /// Recover events webhooks did not deliver, from Stripe's Events API (the daemon does it
     /// every BILLHOOK_RECONCILE_INTERVAL); --status shows the runs.
     Reconcile(reconcile::ReconcileArgs),
+    /// Serve the operator console alone (its JSON API under /api/v1) on
+    /// BILLHOOK_CONSOLE_LISTEN, without processing jobs.
+    Console,
     /// Fill the mirror from an existing Stripe account's lists (no emails, notices or ledger
     /// entries for the past); resumes an interrupted run.
     Sync(sync::SyncArgs),
@@ -102,6 +105,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dunning(command) => {
             billhook_core::db::check_migrated(&pool).await?;
             billing::dunning(&pool, command).await
+        }
+        Command::Console => {
+            crate::console::serve(pool, &cli.run.console, billhook_core::shutdown::signal()).await
         }
         Command::Reconcile(args) => {
             billhook_core::db::check_migrated(&pool).await?;

@@ -36,4 +36,8 @@ pub struct RunSettings {
 
     #[command(flatten)]
     pub reconcile: ReconcileSettings,
+
+    // The operator console (`billhook-worker console`).
+    #[command(flatten)]
+    pub console: billhook_console::ConsoleSettings,
 }

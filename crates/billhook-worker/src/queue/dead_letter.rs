@@ -151,6 +151,20 @@ pub async fn requeue(
         .bind(reason)
         .execute(&mut *tx)
         .await?;
+        // Who requeued what and why. An operator's action, not an effect of the event: the
+        // event id goes in the detail, `event_id` (what an event caused) stays empty.
+        sqlx::query(
+            "INSERT INTO audit_log (event_id, entity, entity_id, action, detail, actor) \
+             VALUES (NULL, 'dead_letter', $2, 'requeued', \
+                     jsonb_build_object('kind', $3::text, 'reason', $4::text, 'event_id', $1::text), $5)",
+        )
+        .bind(&letter.event_id)
+        .bind(&letter.job_id)
+        .bind(&letter.kind)
+        .bind(reason)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
         if let Some(event_id) = &letter.event_id {
             sqlx::query(
                 "UPDATE webhook_events SET status = 'received', updated_at = now()

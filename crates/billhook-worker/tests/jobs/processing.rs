@@ -25,7 +25,7 @@ async fn status_of(pool: &PgPool, event_id: &str) -> (String, i32, Option<String
 
 /// Makes the first `failures` writes to `customers` fail. A sequence counts them, because a
 /// sequence advance survives the rollback of the transaction that failed.
-async fn fail_customer_writes(pool: &PgPool, failures: i64) {
+pub(crate) async fn fail_customer_writes(pool: &PgPool, failures: i64) {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE SEQUENCE injected_failures;
          CREATE FUNCTION inject_failure() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -43,7 +43,7 @@ async fn fail_customer_writes(pool: &PgPool, failures: i64) {
     .expect("install the failure trigger");
 }
 
-async fn heal_customer_writes(pool: &PgPool) {
+pub(crate) async fn heal_customer_writes(pool: &PgPool) {
     sqlx::raw_sql("DROP TRIGGER inject_failure ON customers")
         .execute(pool)
         .await
@@ -181,7 +181,14 @@ async fn exhausted_retries_dead_letter_the_job_with_its_history_and_requeue_appl
         1
     );
 
-    assert_eq!(app.db.count("audit_log").await, 1);
+    assert_eq!(app.db.count("audit_log WHERE entity = 'customer'").await, 1);
+    assert_eq!(
+        app.db
+            .count("audit_log WHERE entity = 'dead_letter' AND action = 'requeued' AND actor = 'tester'")
+            .await,
+        1,
+        "the requeue is audited with who did it"
+    );
     let again = dead_letter::show(&app.db.pool, &letter.job_id)
         .await
         .expect("show")

@@ -246,7 +246,13 @@ async fn the_requeue_command_replays_dead_letters_and_records_who_and_why() {
             .await,
         1
     );
-    assert_eq!(app.db.count("audit_log").await, 1);
+    assert_eq!(app.db.count("audit_log WHERE entity = 'customer'").await, 1);
+    assert_eq!(
+        app.db
+            .count("audit_log WHERE action = 'requeued' AND actor = 'ana' AND detail->>'reason' = 'fixed'")
+            .await,
+        1
+    );
     assert_eq!(
         app.db
             .count(
