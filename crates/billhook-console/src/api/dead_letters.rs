@@ -48,14 +48,10 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await?;
-    let more = rows.len() as i64 > limit;
-    let mut letters = Vec::with_capacity(rows.len());
-    let mut next = None;
-    for row in rows.iter().take(limit as usize) {
+    let (letters, next) = cursor::page(&rows, limit, |row| {
         let job_id: String = row.try_get("job_id")?;
         let dead_at: DateTime<Utc> = row.try_get("dead_at")?;
-        next = Some(cursor::encode(dead_at, &job_id));
-        letters.push(json!({
+        let value = json!({
             "job_id": job_id,
             "kind": row.try_get::<String, _>("kind")?,
             "queue": row.try_get::<String, _>("queue")?,
@@ -65,12 +61,10 @@ pub async fn list(
             "dead_at": dead_at,
             "requeued_at": row.try_get::<Option<DateTime<Utc>>, _>("requeued_at")?,
             "requeue_history": row.try_get::<Value, _>("requeue_history")?,
-        }));
-    }
-    Ok(HttpResponse::Ok().json(json!({
-        "dead_letters": letters,
-        "next_cursor": if more { next } else { None },
-    })))
+        });
+        Ok((dead_at, job_id, value))
+    })?;
+    Ok(HttpResponse::Ok().json(json!({ "dead_letters": letters, "next_cursor": next })))
 }
 
 pub async fn requeue(

@@ -67,14 +67,10 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(&state.pool)
     .await?;
-    let more = rows.len() as i64 > limit;
-    let mut events = Vec::with_capacity(rows.len());
-    let mut next = None;
-    for row in rows.iter().take(limit as usize) {
+    let (events, next) = cursor::page(&rows, limit, |row| {
         let id: String = row.try_get("id")?;
         let received_at: DateTime<Utc> = row.try_get("received_at")?;
-        next = Some(cursor::encode(received_at, &id));
-        events.push(json!({
+        let value = json!({
             "id": id,
             "type": row.try_get::<String, _>("type")?,
             "status": row.try_get::<String, _>("status")?,
@@ -86,12 +82,10 @@ pub async fn list(
             "attempts": row.try_get::<i32, _>("attempts")?,
             "last_error": row.try_get::<Option<String>, _>("last_error")?,
             "applied_at": row.try_get::<Option<DateTime<Utc>>, _>("applied_at")?,
-        }));
-    }
-    Ok(HttpResponse::Ok().json(json!({
-        "events": events,
-        "next_cursor": if more { next } else { None },
-    })))
+        });
+        Ok((received_at, id, value))
+    })?;
+    Ok(HttpResponse::Ok().json(json!({ "events": events, "next_cursor": next })))
 }
 
 pub async fn show(

@@ -61,6 +61,16 @@ fn since(minutes_ago: i64) -> Options {
     }
 }
 
+/// The value of the gauge `name` in `registry`.
+fn gauge(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .find(|f| f.name() == name)
+        .map(|f| f.get_metric()[0].get_gauge().get_value())
+        .unwrap_or_else(|| panic!("{name} is exported"))
+}
+
 async fn origins(db: &TestDatabase) -> Vec<(String, String)> {
     sqlx::query_as("SELECT id, origin FROM webhook_events ORDER BY id")
         .fetch_all(&db.pool)
@@ -461,14 +471,7 @@ async fn an_old_watermark_and_a_disabled_endpoint_are_reported() {
         assert!(problems.contains("billhook-worker sync all"), "{problems}");
         assert!(problems.contains("we_test1 is disabled"), "{problems}");
         assert!(problems.contains("invoice.paid"), "{problems}");
-        let metric = |name: &str| {
-            registry
-                .gather()
-                .iter()
-                .find(|f| f.name() == name)
-                .map(|f| f.get_metric()[0].get_gauge().get_value())
-                .unwrap_or_else(|| panic!("{name} is exported"))
-        };
+        let metric = |name: &str| gauge(&registry, name);
         assert_eq!(metric("billhook_reconcile_endpoint_disabled"), 1.0);
         assert_eq!(metric("billhook_reconcile_endpoint_missing_types"), 1.0);
         assert!(metric("billhook_reconcile_problems") >= 3.0);
@@ -510,12 +513,7 @@ async fn a_watermark_near_the_horizon_warns_and_the_metric_shows_its_age() {
     assert!(summary.problems[0].contains("26 days old"));
     // The run moved the watermark to now (less the grace): the age is minutes now.
     metrics.refresh(&db.pool).await;
-    let age = registry
-        .gather()
-        .iter()
-        .find(|f| f.name() == "billhook_reconcile_watermark_age_seconds")
-        .map(|f| f.get_metric()[0].get_gauge().get_value())
-        .expect("exported");
+    let age = gauge(&registry, "billhook_reconcile_watermark_age_seconds");
     assert!((100.0..400.0).contains(&age), "{age}");
     stripe.stop().await;
 }
@@ -542,5 +540,31 @@ async fn the_first_run_after_a_sync_recovers_what_happened_since_the_sync_began(
         "only the event after the sync: {summary:?}"
     );
     assert_eq!(summary.sample.len(), 1);
+    stripe.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_stripe_lists_that_cannot_be_read_is_skipped_and_reported_the_rest_stored() {
+    let db = TestDatabase::new().await;
+    let stripe = StripeStandIn::start().await;
+    let mut unreadable = event(1, 10);
+    unreadable["id"] = "evt_not valid!".into();
+    stripe.add_event(unreadable);
+    stripe.add_event(event(2, 10));
+
+    let summary = run(&reconciler(&db, &stripe), &since(15)).await;
+
+    assert_eq!(summary.recovered, 1);
+    assert_eq!(summary.problems.len(), 1, "{:?}", summary.problems);
+    assert!(
+        summary.problems[0].contains("cannot read"),
+        "{:?}",
+        summary.problems
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM reconcile_runs WHERE cardinality(problems) = 1 AND outcome = 'succeeded'").await,
+        1
+    );
     stripe.stop().await;
 }
