@@ -214,6 +214,7 @@ start_worker() { # db config logfile
         "${envs[@]}" \
         DATABASE_URL="$(db_url "$1")" \
         BILLHOOK_WORKER_ADMIN_LISTEN="$WORKER_ADMIN" \
+        BILLHOOK_CONSOLE_LISTEN="127.0.0.1:$(free_port)" \
         target/release/billhook-worker run >"$3" 2>&1 &
     WORKER_PID=$!
 }

@@ -162,6 +162,9 @@ if "$bin/billhook-worker" run --help >/dev/null 2>&1; then
   start billhook-worker "$bin/billhook-worker" run
   worker_admin=$(local_url "${BILLHOOK_WORKER_ADMIN_LISTEN:-127.0.0.1:9081}")
   worker_note="worker admin    $worker_admin/healthz  $worker_admin/readyz  $worker_admin/metrics"
+  if [ "${BILLHOOK_CONSOLE_LISTEN:-}" != off ]; then
+    worker_note+=$'\n'"console         $(local_url "${BILLHOOK_CONSOLE_LISTEN:-127.0.0.1:9090}")/   (pages; JSON under /api/v1)"
+  fi
   # The banner comes after the worker's own start-up lines.
   wait_until_up "$worker_admin/healthz"
 else

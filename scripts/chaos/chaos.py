@@ -190,6 +190,7 @@ class Phase:
     def worker_env(self):
         return self.env(
             BILLHOOK_WORKER_ADMIN_LISTEN="127.0.0.1:%d" % free_port(),
+            BILLHOOK_CONSOLE_LISTEN="127.0.0.1:%d" % free_port(),
             BILLHOOK_SMTP_HOST="127.0.0.1", BILLHOOK_SMTP_PORT=str(self.smtp_port),
             BILLHOOK_SMTP_TLS="none", BILLHOOK_SMTP_TIMEOUT="%ds" % SMTP_TIMEOUT,
             BILLHOOK_EMAIL_FROM="Billing <billing@example.com>",

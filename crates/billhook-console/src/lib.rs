@@ -10,6 +10,9 @@
 pub mod actions;
 pub mod api;
 pub mod auth;
+pub mod pages;
+pub mod query;
+pub mod session;
 pub mod settings;
 pub mod tokens;
 
@@ -30,6 +33,9 @@ pub struct State {
     pub pool: PgPool,
     pub tokens: Option<Tokens>,
     pub actions: Arc<dyn Actions>,
+    /// Signs page sessions of a console without tokens (loopback only): random per process.
+    pub local_key: [u8; 32],
+    pub logins: pages::throttle::LoginThrottle,
 }
 
 /// A console bound to its address, ready to serve.
@@ -45,6 +51,10 @@ impl Console {
         settings: &ConsoleSettings,
         actions: Arc<dyn Actions>,
     ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !settings.is_off(),
+            "BILLHOOK_CONSOLE_LISTEN is `off`: give the console an address (127.0.0.1:9090) to serve it"
+        );
         let open = settings.tokens.as_ref().is_none_or(Tokens::is_empty);
         if open && !loopback_only(&settings.listen)? {
             anyhow::bail!(
@@ -65,6 +75,8 @@ impl Console {
                 pool,
                 tokens: settings.tokens.clone(),
                 actions,
+                local_key: rand::random(),
+                logins: pages::throttle::LoginThrottle::default(),
             }),
         })
     }
@@ -93,7 +105,10 @@ impl Console {
                 .app_data(web::QueryConfig::default().error_handler(|e, _| {
                     api::ApiError::BadRequest(format!("bad query: {e}")).into()
                 }))
+                // A bulk requeue's confirmation carries the ids it counted.
+                .app_data(web::FormConfig::default().limit(256 * 1024))
                 .configure(api::routes)
+                .configure(pages::routes)
         })
         .workers(2)
         .disable_signals()

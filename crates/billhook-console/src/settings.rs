@@ -4,7 +4,8 @@ use crate::tokens::{self, Tokens};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConsoleSettings {
-    /// Address of the console's listener (the JSON API under /api/v1).
+    /// Address of the console's listener (its pages, and the JSON API under /api/v1). `off`:
+    /// `billhook-worker run` serves no console (run `billhook-worker console` apart instead).
     #[arg(
         long = "console-listen",
         env = "BILLHOOK_CONSOLE_LISTEN",
@@ -18,6 +19,13 @@ pub struct ConsoleSettings {
     #[arg(long = "console-tokens", env = "BILLHOOK_CONSOLE_TOKENS", value_name = "BILLHOOK_CONSOLE_TOKENS",
           hide_env_values = true, value_parser = tokens::parse_setting)]
     pub tokens: Option<Tokens>,
+}
+
+impl ConsoleSettings {
+    /// Whether `run` is told to serve no console.
+    pub fn is_off(&self) -> bool {
+        self.listen.trim().eq_ignore_ascii_case("off")
+    }
 }
 
 impl Default for ConsoleSettings {

@@ -120,6 +120,19 @@ impl Tokens {
     }
 }
 
+impl Tokens {
+    /// An HMAC-SHA256 of `message` keyed by the token labelled `label`, with that token's
+    /// current role: what a page session is signed with, so that changing or removing a token
+    /// ends the sessions it opened. `None` when no token has that label.
+    pub fn sign(&self, label: &str, message: &[u8]) -> Option<([u8; 32], Role)> {
+        use hmac::Mac as _;
+        let token = self.0.iter().find(|t| t.label == label)?;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&token.secret).ok()?;
+        mac.update(message);
+        Some((mac.finalize().into_bytes().into(), token.role))
+    }
+}
+
 /// clap's parser for the setting.
 pub fn parse_setting(value: &str) -> Result<Tokens, String> {
     Tokens::parse(value)

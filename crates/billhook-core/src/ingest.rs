@@ -178,6 +178,7 @@ async fn insert_events(
     let mut statuses = Vec::with_capacity(deliveries.len());
     let mut objects = Vec::with_capacity(deliveries.len());
     let mut origins = Vec::with_capacity(deliveries.len());
+    let mut customers = Vec::with_capacity(deliveries.len());
     for d in deliveries {
         let e = &d.envelope;
         ids.push(e.id.as_str());
@@ -197,18 +198,19 @@ async fn insert_events(
         statuses.push(if d.handled { "received" } else { "ignored" });
         objects.push(e.object_id.as_deref());
         origins.push(d.origin.as_str());
+        customers.push(e.customer_id.as_deref());
     }
     let new_ids: Vec<String> = sqlx::query_scalar(
         "INSERT INTO webhook_events \
            (id, type, api_version, livemode, account, created, signed_at, body, headers, secret_label, \
-            status, object_id, origin) \
+            status, object_id, origin, customer_id) \
          SELECT id, type, api_version, livemode, account, to_timestamp(created), to_timestamp(signed_at), \
-                body, headers, secret_label, status, object_id, origin \
+                body, headers, secret_label, status, object_id, origin, customer_id \
            FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[], $5::text[], $6::float8[], \
                        $7::float8[], $8::bytea[], $9::jsonb[], $10::text[], $11::text[], $12::text[], \
-                       $13::text[]) \
+                       $13::text[], $14::text[]) \
              AS d(id, type, api_version, livemode, account, created, signed_at, body, headers, secret_label, \
-                  status, object_id, origin) \
+                  status, object_id, origin, customer_id) \
          ON CONFLICT (id) DO NOTHING \
          RETURNING id",
     )
@@ -225,6 +227,7 @@ async fn insert_events(
     .bind(statuses)
     .bind(objects)
     .bind(origins)
+    .bind(customers)
     .fetch_all(conn)
     .await?;
     Ok(new_ids.into_iter().collect())

@@ -39,8 +39,36 @@ fn every_envelope_field_is_read() {
             livemode: true,
             account: Some("acct_1".into()),
             object_id: Some("cus_1".into()),
+            customer_id: None,
         })
     );
+}
+
+#[test]
+fn the_customer_is_the_object_itself_or_the_one_it_names() {
+    let customer_of = |object: Value| {
+        let mut event = event();
+        event["data"]["object"] = object;
+        parse(&event).expect("an event").customer_id
+    };
+    assert_eq!(
+        customer_of(json!({"id": "cus_1", "object": "customer"})),
+        Some("cus_1".into())
+    );
+    assert_eq!(
+        customer_of(json!({"id": "in_1", "object": "invoice", "customer": "cus_2"})),
+        Some("cus_2".into())
+    );
+    assert_eq!(
+        customer_of(json!({"id": "pi_1", "customer": {"id": "cus_3", "object": "customer"}})),
+        Some("cus_3".into())
+    );
+    assert_eq!(customer_of(json!({"id": "pi_1", "customer": null})), None);
+    assert_eq!(
+        customer_of(json!({"id": "prod_1", "object": "product"})),
+        None
+    );
+    assert_eq!(customer_of(json!({"id": "pi_1", "customer": 7})), None);
 }
 
 #[test]

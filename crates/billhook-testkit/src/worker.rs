@@ -44,7 +44,12 @@ pub fn settings() -> RunSettings {
         },
         dunning: Default::default(),
         reconcile: Default::default(),
-        console: Default::default(),
+        // A console on a port of its own, like the admin listener, so that tests can run
+        // many workers at once.
+        console: billhook_console::ConsoleSettings {
+            listen: "127.0.0.1:0".into(),
+            tokens: None,
+        },
     }
 }
 
@@ -75,6 +80,8 @@ pub fn settings_with_notify(url: &str, secret: &str) -> RunSettings {
 
 pub struct TestWorker {
     pub admin_address: String,
+    /// The console this worker serves (`http://127.0.0.1:PORT`), unless its settings say `off`.
+    pub console_address: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -89,12 +96,16 @@ impl TestWorker {
             .await
             .unwrap_or_else(|e| panic!("worker starts: {e:#}"));
         let admin_address = format!("http://127.0.0.1:{}", daemon.admin_port());
+        let console_address = daemon
+            .console_port()
+            .map(|port| format!("http://127.0.0.1:{port}"));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(daemon.run(async {
             let _ = rx.await;
         }));
         Self {
             admin_address,
+            console_address,
             shutdown: Some(tx),
             task: Some(task),
         }

@@ -13,6 +13,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .route("/events", web::get().to(events::list))
             .route("/events/{id}", web::get().to(events::show))
+            .route("/events/{id}/replay", web::post().to(events::replay))
             .route("/dead-letters", web::get().to(dead_letters::list))
             .route(
                 "/dead-letters/requeue",
@@ -34,6 +35,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request is valid but the thing is not in a state that allows it.
+    #[error("{0}")]
+    Conflict(String),
     #[error("the database is unavailable")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -47,6 +51,7 @@ impl ResponseError for ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

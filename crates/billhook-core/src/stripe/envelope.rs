@@ -65,6 +65,10 @@ pub struct Envelope {
     /// `data.object.id`: the Stripe object the event is about, when it has a string id. The
     /// worker serialises the events of one object on it.
     pub object_id: Option<String>,
+    /// The Stripe customer the event concerns: the object itself when it is a customer, else
+    /// its `customer` field (an id, or an expanded customer's id). Lets the console list a
+    /// customer's events.
+    pub customer_id: Option<String>,
 }
 
 /// 9999-12-31T23:59:59Z in Unix seconds: the last `created` accepted.
@@ -111,10 +115,41 @@ struct RawData {
     object: ObjectId,
 }
 
-/// `data.object`, read in the same pass as the rest of the envelope for its `id` alone: a
-/// string id, else nothing (an object without one, or a `data.object` that is no object).
-/// Everything else in it is skipped, not kept.
-struct ObjectId(Option<String>);
+/// `data.object`, read in the same pass as the rest of the envelope for its `id`, its
+/// `object` and its `customer` alone: string values, else nothing (an object without them, or a
+/// `data.object` that is no object). Everything else in it is skipped, not kept.
+#[derive(Default)]
+struct ObjectId {
+    id: Option<String>,
+    customer: Option<String>,
+    is_customer: bool,
+}
+
+impl ObjectId {
+    fn customer_id(&self) -> Option<String> {
+        if self.is_customer {
+            self.id.clone()
+        } else {
+            self.customer.clone()
+        }
+    }
+}
+
+/// `customer` as Stripe sends it: an id, an expanded object with an id, or null.
+struct CustomerRef(Option<String>);
+
+impl<'de> Deserialize<'de> for CustomerRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self(match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(id) => Some(id),
+            serde_json::Value::Object(mut expanded) => match expanded.remove("id") {
+                Some(serde_json::Value::String(id)) => Some(id),
+                _ => None,
+            },
+            _ => None,
+        }))
+    }
+}
 
 impl<'de> Deserialize<'de> for ObjectId {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -133,48 +168,52 @@ impl<'de> serde::de::Visitor<'de> for ObjectIdVisitor {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ObjectId, A::Error> {
         use serde::de::IgnoredAny;
-        let mut id = None;
+        let mut fields = ObjectId::default();
         while let Some(key) = map.next_key::<ObjectKey>()? {
             match key {
                 ObjectKey::Id => match map.next_value::<serde_json::Value>()? {
-                    serde_json::Value::String(value) => id = Some(value),
-                    _ => id = None,
+                    serde_json::Value::String(value) => fields.id = Some(value),
+                    _ => fields.id = None,
                 },
+                ObjectKey::Object => {
+                    fields.is_customer = map.next_value::<serde_json::Value>()? == "customer";
+                }
+                ObjectKey::Customer => fields.customer = map.next_value::<CustomerRef>()?.0,
                 ObjectKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(ObjectId(id))
+        Ok(fields)
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ObjectId, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(ObjectId(None))
+        Ok(ObjectId::default())
     }
 
     fn visit_str<E>(self, _: &str) -> Result<ObjectId, E> {
-        Ok(ObjectId(None))
+        Ok(ObjectId::default())
     }
 
     fn visit_bool<E>(self, _: bool) -> Result<ObjectId, E> {
-        Ok(ObjectId(None))
+        Ok(ObjectId::default())
     }
 
     fn visit_i64<E>(self, _: i64) -> Result<ObjectId, E> {
-        Ok(ObjectId(None))
+        Ok(ObjectId::default())
     }
 
     fn visit_u64<E>(self, _: u64) -> Result<ObjectId, E> {
-        Ok(ObjectId(None))
+        Ok(ObjectId::default())
     }
 
     fn visit_f64<E>(self, _: f64) -> Result<ObjectId, E> {
-        Ok(ObjectId(None))
+        Ok(ObjectId::default())
     }
 
     fn visit_unit<E>(self) -> Result<ObjectId, E> {
-        Ok(ObjectId(None))
+        Ok(ObjectId::default())
     }
 }
 
@@ -183,6 +222,8 @@ impl<'de> serde::de::Visitor<'de> for ObjectIdVisitor {
 #[serde(field_identifier, rename_all = "lowercase")]
 enum ObjectKey {
     Id,
+    Object,
+    Customer,
     #[serde(other)]
     Other,
 }
@@ -205,14 +246,16 @@ impl Envelope {
             ("type", Some(&raw.event_type)),
             ("api_version", raw.api_version.as_ref()),
             ("account", raw.account.as_ref()),
-            ("data.object.id", raw.data.object.0.as_ref()),
+            ("data.object.id", raw.data.object.id.as_ref()),
+            ("data.object.customer", raw.data.object.customer.as_ref()),
         ] {
             if value.is_some_and(|v| v.contains('\0')) {
                 return Err(EnvelopeError::NulCharacter(field));
             }
         }
         Ok(Self {
-            object_id: raw.data.object.0,
+            customer_id: raw.data.object.customer_id(),
+            object_id: raw.data.object.id,
             id: EventId::parse(raw.id)?,
             event_type: raw.event_type,
             created: raw.created,

@@ -39,6 +39,8 @@ pub struct Daemon {
     jobs: Jobs,
     /// Reconciliation, when a Stripe API key is configured.
     reconciler: Option<Reconciler>,
+    /// The operator console, unless BILLHOOK_CONSOLE_LISTEN is `off`.
+    console: Option<billhook_console::Console>,
 }
 
 /// Every job kind, built (and its settings checked) before the process starts serving.
@@ -95,6 +97,11 @@ impl Daemon {
         crate::billing::settings::store(&pool, &settings.billing).await?;
         let admin = TcpListener::bind(&settings.admin_listen)
             .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
+        let console = if settings.console.is_off() {
+            None
+        } else {
+            Some(crate::console::build(&pool, &settings.console)?)
+        };
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "billhook".to_owned());
         // Unique per process start: a restarted worker must not inherit its predecessor's
         // heartbeat, or the job it was running when killed would stay Running forever.
@@ -107,11 +114,17 @@ impl Daemon {
             name,
             jobs,
             reconciler,
+            console,
         })
     }
 
     pub fn admin_port(&self) -> u16 {
         self.admin.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The console's port, when this process serves it.
+    pub fn console_port(&self) -> Option<u16> {
+        self.console.as_ref().map(billhook_console::Console::port)
     }
 
     pub fn name(&self) -> &str {
@@ -130,10 +143,17 @@ impl Daemon {
             name,
             jobs,
             reconciler,
+            console,
         } = self;
         let admin = admin::serve(admin, pool.clone(), metrics.clone())?;
         let admin_handle = admin.handle();
         let admin_task = tokio::spawn(admin);
+        let (stop_console, console_stopped) = tokio::sync::oneshot::channel::<()>();
+        let console_task = console.map(|console| {
+            tokio::spawn(console.run(async {
+                let _ = console_stopped.await;
+            }))
+        });
         let mut workers = Workers::new(pool, settings.queue.clone(), name.clone(), metrics.queue);
         workers.add(jobs.process_event);
         workers.add(jobs.notify_app);
@@ -160,10 +180,22 @@ impl Daemon {
                 tokio::spawn(async {})
             }
         };
-        tracing::info!(worker = %name, admin = %settings.admin_listen, "billhook-worker running");
+        tracing::info!(worker = %name, admin = %settings.admin_listen,
+            console = %if console_task.is_some() { settings.console.listen.as_str() } else { "off" },
+            "billhook-worker running");
         let ended = workers.run(shutdown).await;
         let _ = stop_schedule.send(());
         let _ = schedule.await;
+        let _ = stop_console.send(());
+        if let Some(task) = console_task {
+            match task.await {
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "the console ended with an error")
+                }
+                Err(e) => tracing::error!(error = %e, "the console's task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         admin_handle.stop(true).await;
         let _ = admin_task.await;
         // A worker that gave up must not look like a clean stop, so a supervisor (systemd,

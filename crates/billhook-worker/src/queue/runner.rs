@@ -137,13 +137,15 @@ impl<K: JobKind> Runner<K> {
         let dead = !error.is_retryable() || attempt >= max_attempts;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO job_failures (job_id, kind, attempt, retryable, error) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO job_failures (job_id, kind, attempt, retryable, error, event_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(job_id)
         .bind(K::Args::KIND)
         .bind(attempt as i32)
         .bind(error.is_retryable())
         .bind(&message)
+        .bind(K::event_id(args).as_deref())
         .execute(&mut *tx)
         .await?;
         let fate = if dead {

@@ -20,6 +20,7 @@ pub(crate) fn worker(database_url: &str) -> Command {
         )
         .env("BILLHOOK_LOG_FORMAT", "text")
         .env("BILLHOOK_WORKER_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("BILLHOOK_CONSOLE_LISTEN", "127.0.0.1:0")
         .env("BILLHOOK_WORKER_POLL_INTERVAL", "100ms")
         .env("BILLHOOK_WORKER_HEARTBEAT_INTERVAL", "1s")
         .env("BILLHOOK_WORKER_MISSED_HEARTBEATS", "2")

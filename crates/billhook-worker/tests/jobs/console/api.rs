@@ -1,101 +1,15 @@
-//! The console's JSON API served by `billhook-worker` (`console::build`): tokens, filters,
-//! keyset pages, an event's page, and requeue through the worker's own code.
+//! The console's JSON API: tokens, event filters, keyset pages, an event's page, and requeue
+//! through the worker's own code.
 
 use billhook_console::ConsoleSettings;
 use billhook_console::tokens::Tokens;
-use billhook_testkit::fixtures::{self, ApiShape};
 use billhook_testkit::worker::run_due_jobs;
 use billhook_testkit::{TestReceiver, TestWorker};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::PgPool;
-use tokio::sync::oneshot;
 
+use super::harness::{Console, OPERATE, READ, customer_event, ids};
 use crate::processing::{fail_customer_writes, heal_customer_writes};
-
-const OPERATE: &str = "operate-token-0123456789abcdef";
-const READ: &str = "read-token-0123456789abcdefgh";
-
-struct Console {
-    base: String,
-    client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Console {
-    async fn start(pool: &PgPool) -> Self {
-        let settings = ConsoleSettings {
-            listen: "127.0.0.1:0".to_owned(),
-            tokens: Some(
-                Tokens::parse(&format!("ops=operate:{OPERATE},dash=read:{READ}")).expect("tokens"),
-            ),
-        };
-        let console = billhook_worker::console::build(pool, &settings).expect("console");
-        let base = format!("http://127.0.0.1:{}/api/v1", console.port());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(console.run(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, String) {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("the console answers");
-        let status = response.status();
-        (status, response.text().await.expect("a body"))
-    }
-
-    async fn json(&self, path: &str) -> Value {
-        let (status, body) = self.get(path, Some(READ)).await;
-        assert_eq!(status, StatusCode::OK, "{path}: {body}");
-        serde_json::from_str(&body).expect("JSON")
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("the console answers");
-        let status = response.status();
-        (status, response.json().await.expect("JSON"))
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.expect("joins").expect("stops cleanly");
-    }
-}
-
-fn customer_event(n: usize, event_type: &str) -> Value {
-    let mut event = fixtures::event(event_type, ApiShape::Dahlia).expect("fixture");
-    event["data"]["object"]["id"] = format!("cus_console{n:03}").into();
-    event
-}
-
-fn ids(page: &Value, key: &str, field: &str) -> Vec<String> {
-    page[key]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .map(|e| e[field].as_str().expect("an id").to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn the_api_answers_only_with_a_token_and_a_read_token_cannot_act() {

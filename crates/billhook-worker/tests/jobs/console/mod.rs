@@ -1,0 +1,5 @@
+//! The operator console served by `billhook-worker`: its JSON API and its pages.
+
+mod api;
+pub mod harness;
+mod pages;
