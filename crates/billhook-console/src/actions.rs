@@ -1,6 +1,6 @@
 //! What the console can do, as opposed to read: provided by `billhook-worker`, which owns the
-//! job queue, so an action from the console runs the very code the command line runs (no
-//! second implementation of requeue).
+//! job queue and the orders, so an action from the console runs the very code the command line
+//! runs (no second implementation of requeue or of marking an order).
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -32,6 +32,42 @@ pub struct Requeued {
     pub dry_run: bool,
 }
 
+/// The statuses the application sets on an order.
+pub const FULFILMENT_STATUSES: &[&str] = &["fulfilled", "fulfillment_failed"];
+
+/// Marking an order's fulfilment.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct MarkOrder {
+    /// `fulfilled` or `fulfillment_failed`.
+    pub status: String,
+    /// Why (optional), kept in the audit entry.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What marking did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MarkedOrder {
+    pub id: String,
+    pub reference: Option<String>,
+    pub from: String,
+    pub status: String,
+    /// False when the order already had that status (nothing was written).
+    pub changed: bool,
+}
+
+/// Why an order was not marked.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkError {
+    #[error("no such order")]
+    NotFound,
+    /// The order's status does not allow it; says which it is.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 pub trait Actions: Send + Sync + 'static {
     /// Requeues the selected dead letters, recording `by` and `reason`.
     fn requeue<'a>(
@@ -39,4 +75,13 @@ pub trait Actions: Send + Sync + 'static {
         request: &'a RequeueRequest,
         by: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<Requeued>>;
+
+    /// Marks the order with id or reference `key` fulfilled or fulfillment_failed, recording
+    /// `by` in the audit log.
+    fn mark_order<'a>(
+        &'a self,
+        key: &'a str,
+        request: &'a MarkOrder,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<MarkedOrder, MarkError>>;
 }

@@ -1,11 +1,13 @@
 //! The operator console (`billhook-console`) wired to this worker: its actions run the code
-//! the command line runs (`queue::dead_letter::requeue`), and `billhook-worker console` serves
-//! it alone.
+//! the command line runs (`queue::dead_letter::requeue`, `billing::fulfilment::mark`), and
+//! `billhook-worker console` serves it alone.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use billhook_console::{Actions, Console, ConsoleSettings, RequeueRequest, Requeued};
+use billhook_console::{
+    Actions, Console, ConsoleSettings, MarkError, MarkOrder, MarkedOrder, RequeueRequest, Requeued,
+};
 use futures_util::future::BoxFuture;
 use sqlx::PgPool;
 
@@ -39,6 +41,15 @@ impl Actions for QueueActions {
                 dry_run: request.dry_run,
             })
         })
+    }
+
+    fn mark_order<'a>(
+        &'a self,
+        key: &'a str,
+        request: &'a MarkOrder,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<MarkedOrder, MarkError>> {
+        Box::pin(crate::billing::fulfilment::mark(&self.pool, key, request, by))
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod cursor;
 pub mod dead_letters;
 pub mod events;
+pub mod fulfilment;
+pub mod records;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
@@ -19,6 +21,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/dead-letters/requeue",
                 web::post().to(dead_letters::requeue),
             )
+            .route("/overview", web::get().to(records::overview))
+            .route("/customers", web::get().to(records::customer_list))
+            .route("/customers/{id}", web::get().to(records::customer))
+            .route(
+                "/customers/{id}/entitlements",
+                web::get().to(records::entitlements),
+            )
+            .route("/customers/{id}/balance", web::get().to(records::balance))
+            .route("/orders", web::get().to(records::order_list))
+            .route("/orders/{key}", web::get().to(records::order))
+            .route(
+                "/orders/{key}/fulfillment",
+                web::post().to(fulfilment::mark),
+            )
+            .route("/dunning-runs", web::get().to(records::dunning_list))
+            .route("/dunning-runs/{id}", web::get().to(records::dunning_run))
+            .route("/emails", web::get().to(records::email_list))
+            .route("/emails/{id}", web::get().to(records::email))
+            .route("/notices", web::get().to(records::notice_list))
+            .route("/notices/{id}", web::get().to(records::notice))
             .default_service(web::to(|| async {
                 ApiError::NotFound("no such endpoint".to_owned())
             })),

@@ -26,6 +26,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/css",
         include_bytes!("../../assets/console.css"),
     ),
+    (
+        "overview.js",
+        "text/javascript",
+        include_bytes!("../../assets/overview.js"),
+    ),
 ];
 
 pub async fn serve(name: web::Path<String>) -> HttpResponse {

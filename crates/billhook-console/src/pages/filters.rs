@@ -52,3 +52,9 @@ pub fn clip(value: &str, _: &dyn askama::Values, n: usize) -> askama::Result<Str
         None => value.to_owned(),
     })
 }
+
+/// A field name as a heading: `paid_at` as `paid at`.
+#[askama::filter_fn]
+pub fn label(value: &str, _: &dyn askama::Values) -> askama::Result<String> {
+    Ok(value.replace('_', " "))
+}

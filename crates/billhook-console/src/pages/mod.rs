@@ -8,7 +8,10 @@ pub mod dead_letters;
 pub mod events;
 pub mod filters;
 pub mod login;
+pub mod overview;
+pub mod records;
 pub mod throttle;
+pub mod view;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
@@ -31,7 +34,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/dead-letters/requeue",
             web::post().to(dead_letters::requeue),
-        );
+        )
+        .route("/", web::get().to(overview::show))
+        .route("/customers", web::get().to(records::customer_list))
+        .route("/customers/{id}", web::get().to(records::customer))
+        .route("/orders", web::get().to(records::order_list))
+        .route("/orders/{key}", web::get().to(records::order))
+        .route("/orders/{key}/fulfillment", web::post().to(records::mark))
+        .route("/dunning-runs", web::get().to(records::dunning_list))
+        .route("/dunning-runs/{id}", web::get().to(records::dunning_run))
+        .route("/emails", web::get().to(records::email_list))
+        .route("/emails/{id}", web::get().to(records::email))
+        .route("/notices", web::get().to(records::notice_list))
+        .route("/notices/{id}", web::get().to(records::notice));
 }
 
 /// What every page's frame shows: who is logged in, what they may do, the CSRF token for its

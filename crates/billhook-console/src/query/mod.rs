@@ -6,8 +6,14 @@ use serde::Serialize;
 
 use crate::api::cursor;
 
+pub mod customers;
 pub mod dead_letters;
+pub mod dunning;
+pub mod emails;
 pub mod events;
+pub mod notices;
+pub mod orders;
+pub mod overview;
 
 /// One keyset page of a list, newest first.
 #[derive(Debug, Serialize)]
@@ -71,4 +77,64 @@ pub fn blank_is_none_time<'de, D: serde::Deserializer<'de>>(
                 "`{value}` is not a time (RFC 3339, e.g. 2026-12-01T00:00:00Z)"
             ))
         })
+}
+
+/// A list row as the JSON-building queries of most areas give it: the keyset sort key (a time
+/// and an id) and the row as a JSON object.
+pub type Keyed = (DateTime<Utc>, String, serde_json::Value);
+
+impl Page<Keyed> {
+    /// The rows without their sort keys.
+    pub fn rows(self) -> Page<serde_json::Value> {
+        Page {
+            items: self.items.into_iter().map(|(_, _, row)| row).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
+/// A keyset page of `Keyed` rows fetched with `LIMIT limit + 1`.
+pub fn keyed_page(rows: Vec<Keyed>, limit: i64) -> Page<serde_json::Value> {
+    Page::from_rows(rows, limit, |(at, id, _)| (*at, id.as_str())).rows()
+}
+
+/// Rows as JSON objects from a query whose one column is `jsonb`, bound to `key` as `$1`.
+pub async fn json_rows(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    key: &str,
+) -> Result<Vec<serde_json::Value>, crate::api::ApiError> {
+    Ok(sqlx::query_scalar::<_, serde_json::Value>(sql)
+        .bind(key)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// One JSON row, or a 404 naming what was asked for.
+pub async fn json_row(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    key: &str,
+    what: &str,
+) -> Result<serde_json::Value, crate::api::ApiError> {
+    sqlx::query_scalar::<_, serde_json::Value>(sql)
+        .bind(key)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| crate::api::ApiError::NotFound(format!("no {what} {key}")))
+}
+
+/// Refuses a value not among `allowed`, naming them.
+pub fn one_of(
+    field: &str,
+    value: Option<&str>,
+    allowed: &[&str],
+) -> Result<(), crate::api::ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(crate::api::ApiError::BadRequest(format!(
+            "{field} `{v}` is not one of {}",
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }

@@ -12,6 +12,7 @@ pub mod context;
 pub mod customer;
 pub mod effects;
 pub mod event;
+pub mod fulfilment;
 pub mod inbox;
 pub mod invoice;
 pub mod job;

@@ -56,6 +56,20 @@ pub enum OrdersCommand {
     },
     /// One order as JSON, by its reference (or id).
     Show { reference: String },
+    /// Say the application delivered a paid order (`fulfilled`) or could not
+    /// (`fulfillment_failed`); recorded in the audit log with who.
+    Mark {
+        /// The order's reference (or id).
+        reference: String,
+        #[arg(long, value_parser = ["fulfilled", "fulfillment_failed"])]
+        status: String,
+        /// Why, kept in the audit entry.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who (default: $USER).
+        #[arg(long, env = "USER")]
+        by: Option<String>,
+    },
 }
 
 pub async fn ledger(pool: &PgPool, command: LedgerCommand) -> anyhow::Result<()> {
@@ -163,6 +177,29 @@ pub async fn orders(pool: &PgPool, command: OrdersCommand) -> anyhow::Result<()>
             let order = order.with_context(|| format!("no order {reference}"))?;
             println!("{}", serde_json::to_string_pretty(&order)?);
             Ok(())
+        }
+        OrdersCommand::Mark {
+            reference,
+            status,
+            reason,
+            by,
+        } => {
+            let by = by.unwrap_or_else(|| "unknown".to_owned());
+            let request = billhook_console::MarkOrder { status, reason };
+            match crate::billing::fulfilment::mark(pool, &reference, &request, &by).await {
+                Ok(done) if done.changed => {
+                    println!("order {} marked {} (was {})", done.id, done.status, done.from);
+                    Ok(())
+                }
+                Ok(done) => {
+                    println!("order {} is {} already; nothing changed", done.id, done.status);
+                    Ok(())
+                }
+                Err(billhook_console::MarkError::NotFound) => {
+                    anyhow::bail!("no order {reference}")
+                }
+                Err(e) => Err(anyhow::Error::new(e).context("the order was not marked")),
+            }
         }
     }
 }

@@ -49,7 +49,7 @@ pub enum Command {
     /// The ledger: manual entries and balances.
     #[command(subcommand)]
     Ledger(LedgerCommand),
-    /// Orders: create one before its payment, show one.
+    /// Orders: create one before its payment, show one, mark one fulfilled.
     #[command(subcommand)]
     Orders(OrdersCommand),
     /// Dunning runs: list, show.

@@ -3,3 +3,4 @@
 mod api;
 pub mod harness;
 mod pages;
+mod records;
