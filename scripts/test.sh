@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/pg.sh
 source scripts/lib/pg.sh
+# shellcheck source=scripts/lib/browser.sh
+source scripts/lib/browser.sh
 
 started=$SECONDS
 section() { printf '\n==> %s\n' "$*"; }
@@ -31,6 +33,11 @@ if ! command -v python3 >/dev/null 2>&1; then
   echo "Install it (Debian/Ubuntu: apt-get install python3; macOS: it comes with the Xcode tools) and run scripts/test.sh again." >&2
   exit 1
 fi
+
+# The console's browser tests drive Debian's headless Chromium over WebDriver; a missing
+# browser is installed, or the run stops here saying what is missing (never a skipped test).
+section "Browser"
+browser_ensure || exit 1
 
 # Leftover test databases older than this are dropped; younger ones may belong to a test run
 # going on right now on the same server.

@@ -4,6 +4,7 @@
 //! start the receiver on port 0. Nothing here ships in a production binary.
 
 pub mod billing;
+pub mod browser;
 pub mod database;
 pub mod examples;
 pub mod fixtures;

@@ -49,7 +49,9 @@ impl Actions for QueueActions {
         request: &'a MarkOrder,
         by: &'a str,
     ) -> BoxFuture<'a, Result<MarkedOrder, MarkError>> {
-        Box::pin(crate::billing::fulfilment::mark(&self.pool, key, request, by))
+        Box::pin(crate::billing::fulfilment::mark(
+            &self.pool, key, request, by,
+        ))
     }
 }
 

@@ -23,7 +23,10 @@ pub async fn customer_list(
     state: web::Data<State>,
     filter: web::Query<customers::Filter>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(listed("customers", customers::list(&state.pool, &filter).await?))
+    Ok(listed(
+        "customers",
+        customers::list(&state.pool, &filter).await?,
+    ))
 }
 
 pub async fn customer(
@@ -78,7 +81,10 @@ pub async fn dunning_list(
     state: web::Data<State>,
     filter: web::Query<dunning::Filter>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(listed("dunning_runs", dunning::list(&state.pool, &filter).await?))
+    Ok(listed(
+        "dunning_runs",
+        dunning::list(&state.pool, &filter).await?,
+    ))
 }
 
 pub async fn dunning_run(
@@ -110,7 +116,10 @@ pub async fn notice_list(
     state: web::Data<State>,
     filter: web::Query<notices::Filter>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(listed("notices", notices::list(&state.pool, &filter).await?))
+    Ok(listed(
+        "notices",
+        notices::list(&state.pool, &filter).await?,
+    ))
 }
 
 pub async fn notice(

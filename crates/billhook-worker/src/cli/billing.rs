@@ -188,11 +188,17 @@ pub async fn orders(pool: &PgPool, command: OrdersCommand) -> anyhow::Result<()>
             let request = billhook_console::MarkOrder { status, reason };
             match crate::billing::fulfilment::mark(pool, &reference, &request, &by).await {
                 Ok(done) if done.changed => {
-                    println!("order {} marked {} (was {})", done.id, done.status, done.from);
+                    println!(
+                        "order {} marked {} (was {})",
+                        done.id, done.status, done.from
+                    );
                     Ok(())
                 }
                 Ok(done) => {
-                    println!("order {} is {} already; nothing changed", done.id, done.status);
+                    println!(
+                        "order {} is {} already; nothing changed",
+                        done.id, done.status
+                    );
                     Ok(())
                 }
                 Err(billhook_console::MarkError::NotFound) => {

@@ -10,7 +10,7 @@ use super::harness::{Console, OPERATE, Pages, READ, customer_event};
 use crate::processing::{fail_customer_writes, heal_customer_writes};
 
 /// A receiver and worker with two dead-lettered customer events (cus_console000, …001).
-async fn two_dead_events() -> (TestReceiver, TestWorker) {
+pub(super) async fn two_dead_events() -> (TestReceiver, TestWorker) {
     let app = TestReceiver::spawn_with(|s| s.process_event_max_attempts = 2).await;
     fail_customer_writes(&app.db.pool, 1_000).await;
     let worker = TestWorker::spawn(&app.db.pool).await;

@@ -27,12 +27,30 @@ struct Shop {
 
 async fn shop() -> Shop {
     let db = TestDatabase::new().await;
+    let (buyer, subscriber) = tell_stories(&db.pool).await;
+    let pending_order: String = sqlx::query_scalar(
+        "INSERT INTO orders (reference, amount, currency) VALUES ('never-paid-1', 100, 'usd') RETURNING id",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("an order");
+    Shop {
+        db,
+        buyer,
+        subscriber,
+        pending_order,
+    }
+}
+
+/// A one-time purchase (with the application's order) and a subscription whose renewal failed,
+/// applied on `pool` through the worker's code: the buyer's and the subscriber's casts.
+pub(super) async fn tell_stories(pool: &sqlx::PgPool) -> (Cast, Cast) {
     let buyer = Cast::with_suffix("console01");
     let subscriber = Cast::with_suffix("console02");
-    trigger::create_order(&db.pool, &buyer)
+    trigger::create_order(pool, &buyer)
         .await
         .expect("the order");
-    let applier = Applier::new(&db.pool, billing::context());
+    let applier = Applier::new(pool, billing::context());
     let now = fixtures::unix_now();
     let mut events = Vec::new();
     for chapter in Story::OneTimePurchase.chapters(ApiShape::Dahlia, &buyer, now) {
@@ -49,18 +67,7 @@ async fn shop() -> Shop {
         let status = applier.deliver(event).await.expect("applies");
         assert_eq!(status, "applied", "{}", event["type"]);
     }
-    let pending_order: String = sqlx::query_scalar(
-        "INSERT INTO orders (reference, amount, currency) VALUES ('never-paid-1', 100, 'usd') RETURNING id",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .expect("an order");
-    Shop {
-        db,
-        buyer,
-        subscriber,
-        pending_order,
-    }
+    (buyer, subscriber)
 }
 
 async fn ok(console: &Console, path: &str) -> Value {
