@@ -160,6 +160,12 @@ pub struct ReceiverSettings {
           value_parser = positive_duration)]
     pub request_body_timeout: Duration,
 
+    /// How often the counts of rejected deliveries (per minute and reason) are written to the
+    /// database.
+    #[arg(long = "rejections-flush", env = "BILLHOOK_REJECTIONS_FLUSH", default_value = "10s",
+          value_parser = positive_duration)]
+    pub rejections_flush: Duration,
+
     /// How long an idle kept-alive connection stays open.
     #[arg(long = "keep-alive", env = "BILLHOOK_KEEP_ALIVE", default_value = "5s",
           value_parser = positive_duration)]

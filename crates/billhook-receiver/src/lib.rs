@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod rate_limit;
+pub mod rejections;
 pub mod routes;
 pub mod writer;
 
@@ -39,6 +40,10 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     pub reject_limiter: RejectLimiter,
     pub metrics: Metrics,
+    /// Rejected deliveries, counted here and written to the database now and then.
+    pub rejections: rejections::Rejections,
+    /// How often they are written.
+    pub rejections_flush: Duration,
     /// The last answer of the storage check the public `GET` shows, and when it was taken.
     pub storage_seen: routes::endpoint_info::SeenStorage,
 }
@@ -91,6 +96,8 @@ impl Application {
                     .context("BILLHOOK_REJECT_BURST must be at least 1")?,
             ),
             metrics,
+            rejections: Default::default(),
+            rejections_flush: settings.rejections_flush,
             storage_seen: Default::default(),
         });
 
@@ -180,6 +187,12 @@ impl Application {
                 state.reject_limiter.forget_idle();
             }
         });
+        let flusher = tokio::spawn(
+            self.state
+                .rejections
+                .clone()
+                .flush_every(self.state.pool.clone(), self.state.rejections_flush),
+        );
         let servers = async {
             let (a, b) = tokio::join!(self.server, self.admin);
             a.and(b)
@@ -188,6 +201,7 @@ impl Application {
         tokio::select! {
             result = &mut servers => {
                 sweeper.abort();
+                flusher.abort();
                 return result.context("HTTP server failed");
             }
             () = shutdown => {}
@@ -200,6 +214,12 @@ impl Application {
         };
         let (result, ()) = tokio::join!(servers, stop);
         sweeper.abort();
+        flusher.abort();
+        // What was counted since the last flush goes now, before the pool closes.
+        if let Err(e) = self.state.rejections.flush(&self.state.pool).await {
+            tracing::warn!(error = %format!("{e:#}"), pending = self.state.rejections.pending(),
+                "rejected deliveries of the last seconds could not be written");
+        }
         self.state.pool.close().await;
         tracing::info!("billhook-receiver stopped");
         result.context("HTTP server failed")

@@ -246,3 +246,134 @@ async fn get_on_the_webhook_path_says_whether_events_can_be_stored() {
         );
     }
 }
+
+/// `rejected_deliveries` as (reason, total), by reason.
+async fn rejected(app: &TestReceiver) -> Vec<(String, i64)> {
+    sqlx::query_as(
+        "SELECT reason, sum(count)::bigint FROM rejected_deliveries GROUP BY reason ORDER BY reason",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .expect("rejected_deliveries")
+}
+
+/// Waits until `rejected_deliveries` holds `total` refusals in all.
+async fn wait_for_total(app: &TestReceiver, total: i64) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = rejected(app).await;
+        if rows.iter().map(|(_, n)| n).sum::<i64>() == total {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "never {total} in all: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn refused_deliveries_are_counted_per_reason_in_the_database() {
+    let app = TestReceiver::spawn().await;
+    let body = event_body();
+    let forged = billhook_core::stripe::WebhookSecret::new("x", "whsec_forger")
+        .sign(fixtures::unix_now(), &body);
+    let stale = app.secret.sign(fixtures::unix_now() - 301, &body);
+    assert_eq!(
+        app.post(body.clone(), Some(forged.clone())).await.status(),
+        401
+    );
+    assert_eq!(app.post(body.clone(), Some(forged)).await.status(), 401);
+    assert_eq!(app.post(body.clone(), Some(stale)).await.status(), 401);
+    assert_eq!(app.post(body.clone(), None).await.status(), 401);
+    let not_an_event = b"not json at all".to_vec();
+    let signature = app.secret.sign(fixtures::unix_now(), &not_an_event);
+    assert_eq!(app.post(not_an_event, Some(signature)).await.status(), 400);
+    // A delivery that is stored is no rejection.
+    let good = app.secret.sign(fixtures::unix_now(), &body);
+    assert_eq!(app.post(body, Some(good)).await.status(), 200);
+
+    let rows = wait_for_total(&app, 5).await;
+    assert_eq!(
+        rows,
+        [
+            ("malformed_event".to_owned(), 1),
+            ("mismatch".to_owned(), 2),
+            ("missing_header".to_owned(), 1),
+            ("outside_tolerance".to_owned(), 1),
+        ]
+    );
+    app.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_flood_of_forgeries_costs_a_row_per_minute_and_reason() {
+    let app = TestReceiver::spawn_with(|s| {
+        s.reject_limit_per_minute = 1_000_000;
+        s.reject_burst = 1_000_000;
+    })
+    .await;
+    let body = event_body();
+    let forged = billhook_core::stripe::WebhookSecret::new("x", "whsec_forger")
+        .sign(fixtures::unix_now(), &body);
+    for _ in 0..1_000 {
+        assert_eq!(
+            app.post(body.clone(), Some(forged.clone())).await.status(),
+            401
+        );
+    }
+    let rows = wait_for_total(&app, 1_000).await;
+    assert_eq!(rows, [("mismatch".to_owned(), 1_000)]);
+    let stored = app.db.count("rejected_deliveries").await;
+    assert!(
+        stored <= 2,
+        "one row a minute (two across a minute's turn), not {stored}"
+    );
+    app.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn the_last_counts_are_written_at_shutdown() {
+    let app = TestReceiver::spawn_with(|s| s.rejections_flush = Duration::from_secs(3600)).await;
+    for _ in 0..3 {
+        assert_eq!(app.post(event_body(), None).await.status(), 401);
+    }
+    let mut app = app;
+    app.stop_server().await.expect("stops");
+    let written: i64 = sqlx::query_scalar("SELECT sum(count)::bigint FROM rejected_deliveries")
+        .fetch_one(&app.db.pool)
+        .await
+        .expect("sum");
+    assert_eq!(written, 3);
+}
+
+#[tokio::test]
+async fn counts_the_database_refuses_are_kept_for_the_next_flush() {
+    let db = TestDatabase::new().await;
+    let rejections = billhook_receiver::rejections::Rejections::default();
+    rejections.record("mismatch");
+    rejections.record("mismatch");
+    rejections.record("outside_tolerance");
+    let down = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:9/nowhere")
+        .expect("a lazy pool");
+    assert!(
+        rejections.flush(&down).await.is_err(),
+        "nothing listens there"
+    );
+    assert_eq!(rejections.pending(), 2, "both reasons kept");
+    rejections.record("mismatch");
+    assert_eq!(rejections.flush(&db.pool).await.expect("written"), 2);
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT reason, count FROM rejected_deliveries ORDER BY reason")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        rows,
+        [
+            ("mismatch".to_owned(), 3),
+            ("outside_tolerance".to_owned(), 1)
+        ]
+    );
+    assert_eq!(rejections.flush(&db.pool).await.expect("nothing left"), 0);
+}

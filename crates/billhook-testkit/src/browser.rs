@@ -111,9 +111,20 @@ impl Browser {
             .unwrap_or_else(|e| panic!("`{css}` did not appear: {e}"))
     }
 
-    /// The text of the element `css` selects.
+    /// The text of the element `css` selects. An element the page replaced between finding
+    /// and reading it (htmx swaps parts of pages) is found again.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("its text")
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the text of `{css}`: {e}"),
+            }
+        }
     }
 
     /// The texts of every element `css` selects now (none: empty).
@@ -162,12 +173,19 @@ impl Browser {
             .unwrap_or_else(|e| panic!("`{css}` has no option {value}: {e}"));
     }
 
+    /// Clicks the element `css` selects (found again if the page replaced it meanwhile).
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("`{css}` cannot be clicked: {e}"));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("`{css}` cannot be clicked: {e}"),
+            }
+        }
     }
 
     /// The page's current address.

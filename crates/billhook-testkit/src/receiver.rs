@@ -40,6 +40,7 @@ pub fn settings(database_url: &str) -> ReceiverSettings {
         request_head_timeout: Duration::from_secs(5),
         request_body_timeout: Duration::from_secs(10),
         keep_alive: Duration::from_secs(5),
+        rejections_flush: Duration::from_millis(200),
         http_max_connections: 1024,
         http_workers: Some(1),
         shutdown_timeout: Duration::from_secs(5),
@@ -142,6 +143,11 @@ impl TestReceiver {
 
     /// Stops the receiver gracefully and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_server().await
+    }
+
+    /// Stops the receiver gracefully and waits for it, keeping its database for a look after.
+    pub async fn stop_server(&mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -162,8 +162,8 @@ pub async fn show(pool: &PgPool, id: &str) -> Result<Value, ApiError> {
         pool,
         "SELECT jsonb_build_object('id', e.id, 'template', e.template, 'subject', e.subject, \
                 'status', e.status, 'created_at', e.created_at, 'sent_at', e.sent_at) \
-           FROM emails e, customers c \
-          WHERE c.id = $1 AND c.email IS NOT NULL AND lower(e.recipient) = lower(c.email) \
+           FROM emails e \
+          WHERE lower(e.recipient) = (SELECT lower(email) FROM customers WHERE id = $1) \
           ORDER BY e.created_at DESC, e.id DESC LIMIT 50",
         id,
     )

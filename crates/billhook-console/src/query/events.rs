@@ -264,8 +264,9 @@ pub async fn show(pool: &PgPool, id: &str) -> Result<EventDetail, ApiError> {
                 'steps_done', r.steps_done, 'started_at', r.started_at, \
                 'next_step_at', r.next_step_at) \
            FROM dunning_runs r \
-          WHERE r.event_id = $1 \
-             OR r.id IN (SELECT entity_id FROM audit_log WHERE event_id = $1 AND entity = 'dunning_run') \
+          WHERE r.id IN (SELECT id FROM dunning_runs WHERE event_id = $1 \
+                         UNION SELECT entity_id FROM audit_log \
+                                WHERE event_id = $1 AND entity = 'dunning_run') \
           ORDER BY r.started_at, r.id",
         id,
     )

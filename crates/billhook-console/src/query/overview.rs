@@ -39,7 +39,7 @@ pub struct Overview {
     /// `applied_at - received_at` of events applied in the last hour, seconds.
     pub lag_p50_seconds: Option<f64>,
     pub lag_p99_seconds: Option<f64>,
-    /// Jobs due and waiting (pending, or failed and to be retried).
+    /// Jobs due that no worker has fetched yet (pending, or failed and to be retried).
     pub jobs_waiting: i64,
     pub oldest_job: Option<OldestJob>,
     /// Dead letters not yet requeued, by job kind.
@@ -94,55 +94,83 @@ async fn scalar(pool: &PgPool, sql: &'static str) -> Result<i64, ApiError> {
     Ok(sqlx::query_scalar(sql).fetch_one(pool).await?)
 }
 
-async fn per_minute(pool: &PgPool) -> Result<PerMinute, ApiError> {
-    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "WITH minutes AS ( \
-             SELECT generate_series(date_trunc('minute', now() - interval '24 hours'), \
-                                    date_trunc('minute', now()), interval '1 minute') AS m), \
-         received AS ( \
-             SELECT date_trunc('minute', received_at) AS m, count(*) AS n FROM webhook_events \
-              WHERE received_at >= date_trunc('minute', now() - interval '24 hours') GROUP BY 1), \
-         applied AS ( \
-             SELECT date_trunc('minute', applied_at) AS m, count(*) AS n FROM webhook_events \
-              WHERE applied_at >= date_trunc('minute', now() - interval '24 hours') GROUP BY 1) \
-         SELECT extract(epoch FROM minutes.m)::bigint, coalesce(received.n, 0), \
-                coalesce(applied.n, 0) \
-           FROM minutes LEFT JOIN received USING (m) LEFT JOIN applied USING (m) ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut series = PerMinute {
-        minutes: Vec::with_capacity(rows.len()),
-        received: Vec::with_capacity(rows.len()),
-        applied: Vec::with_capacity(rows.len()),
-    };
-    for (minute, received, applied) in rows {
-        series.minutes.push(minute);
-        series.received.push(received);
-        series.applied.push(applied);
-    }
-    Ok(series)
+/// Counts per minute (its start, Unix seconds) of `column` over the last 24 hours. Minutes
+/// are computed from epoch seconds, not with `date_trunc` (which goes through the time zone for
+/// every row), and filled in densely here, not by a join in SQL.
+async fn counts_per_minute(
+    pool: &PgPool,
+    sql: &'static str,
+) -> Result<std::collections::HashMap<i64, i64>, ApiError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(sql).fetch_all(pool).await?;
+    Ok(rows.into_iter().collect())
 }
 
-pub async fn overview(pool: &PgPool) -> Result<Overview, ApiError> {
-    let (lag_p50_seconds, lag_p99_seconds): (Option<f64>, Option<f64>) = sqlx::query_as(
+async fn per_minute(pool: &PgPool) -> Result<PerMinute, ApiError> {
+    let (received, applied) = tokio::try_join!(
+        counts_per_minute(
+            pool,
+            "SELECT (extract(epoch FROM received_at)::bigint / 60) * 60, count(*) FROM webhook_events \
+              WHERE received_at >= now() - interval '24 hours' - interval '1 minute' GROUP BY 1",
+        ),
+        counts_per_minute(
+            pool,
+            "SELECT (extract(epoch FROM applied_at)::bigint / 60) * 60, count(*) FROM webhook_events \
+              WHERE applied_at >= now() - interval '24 hours' - interval '1 minute' GROUP BY 1",
+        ),
+    )?;
+    let now = Utc::now().timestamp();
+    let last = now - now.rem_euclid(60);
+    let minutes: Vec<i64> = (0..=1440).map(|n| last - (1440 - n) * 60).collect();
+    Ok(PerMinute {
+        received: minutes
+            .iter()
+            .map(|m| received.get(m).copied().unwrap_or(0))
+            .collect(),
+        applied: minutes
+            .iter()
+            .map(|m| applied.get(m).copied().unwrap_or(0))
+            .collect(),
+        minutes,
+    })
+}
+
+/// p50 and p99 of `applied_at - received_at` over the events applied in the last hour.
+async fn lag(pool: &PgPool) -> Result<(Option<f64>, Option<f64>), ApiError> {
+    Ok(sqlx::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - received_at)), \
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM applied_at - received_at)) \
            FROM webhook_events WHERE applied_at >= now() - interval '1 hour'",
     )
     .fetch_one(pool)
-    .await?;
+    .await?)
+}
+
+pub async fn overview(pool: &PgPool) -> Result<Overview, ApiError> {
+    // The reads of webhook_events, the larger ones, go together (each on a connection of its
+    // own); the small ones follow.
+    let (per_minute, outcomes_24h, (lag_p50_seconds, lag_p99_seconds)) = tokio::try_join!(
+        per_minute(pool),
+        counts(
+            pool,
+            "SELECT status AS name, count(*) AS count FROM webhook_events \
+              WHERE received_at >= now() - interval '24 hours' GROUP BY status ORDER BY status",
+        ),
+        lag(pool),
+    )?;
+    // Jobs no worker has fetched yet (pending, or failed and due for a retry), answered by
+    // apalis's own partial index of the jobs it fetches. Fetched (`Queued`) and running jobs
+    // are a worker's already.
     let jobs_waiting = scalar(
         pool,
         "SELECT count(*) FROM apalis.jobs \
-          WHERE (status IN ('Pending', 'Queued') OR (status = 'Failed' AND attempts < max_attempts)) \
+          WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \
             AND run_at <= now()",
     )
     .await?;
     let oldest_job: Option<OldestJob> = sqlx::query_as(
         "SELECT job_type AS kind, extract(epoch FROM now() - run_at)::float8 AS waiting_seconds \
            FROM apalis.jobs \
-          WHERE (status IN ('Pending', 'Queued') OR (status = 'Failed' AND attempts < max_attempts)) \
+          WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \
             AND run_at <= now() \
           ORDER BY run_at LIMIT 1",
     )
@@ -163,13 +191,8 @@ pub async fn overview(pool: &PgPool) -> Result<Overview, ApiError> {
         Vec::new()
     };
     Ok(Overview {
-        per_minute: per_minute(pool).await?,
-        outcomes_24h: counts(
-            pool,
-            "SELECT status AS name, count(*) AS count FROM webhook_events \
-              WHERE received_at >= now() - interval '24 hours' GROUP BY status ORDER BY status",
-        )
-        .await?,
+        per_minute,
+        outcomes_24h,
         lag_p50_seconds,
         lag_p99_seconds,
         jobs_waiting,

@@ -53,6 +53,20 @@ impl WebhookError {
             Self::Storage(_) => Outcome::Error,
         }
     }
+
+    /// Why the delivery was refused, as `rejected_deliveries` counts it; `None` when it was
+    /// not refused but could not be stored (the database), which is not the sender's doing.
+    fn rejection(&self) -> Option<&'static str> {
+        match self {
+            Self::Signature(e) => Some(e.reason()),
+            Self::RateLimited => Some("rate_limited"),
+            Self::TooLarge => Some("too_large"),
+            Self::BodyTimeout => Some("too_slow"),
+            Self::BodyRead | Self::Malformed(_) => Some("malformed_event"),
+            Self::Storage(e) if e.is_bad_data() => Some("malformed_event"),
+            Self::Timeout | Self::Storage(_) => None,
+        }
+    }
 }
 
 impl ResponseError for WebhookError {
@@ -100,6 +114,9 @@ pub async fn receive(
         Err(e) => {
             let outcome = e.outcome();
             state.metrics.observe(outcome, seconds);
+            if let Some(reason) = e.rejection() {
+                state.rejections.record(reason);
+            }
             match outcome {
                 Outcome::Unavailable | Outcome::Error => {
                     tracing::error!(error = %ErrorChain(e), "event not stored");

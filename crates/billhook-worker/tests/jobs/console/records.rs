@@ -404,8 +404,23 @@ async fn the_overview_agrees_with_the_database() {
     .execute(&shop.db.pool)
     .await
     .expect("a reconcile run");
+    sqlx::query(
+        "INSERT INTO rejected_deliveries (minute, reason, count) VALUES \
+           (date_trunc('minute', now()), 'mismatch', 7), \
+           (date_trunc('minute', now()) - interval '1 hour', 'mismatch', 2), \
+           (date_trunc('minute', now()), 'outside_tolerance', 1), \
+           (now() - interval '2 days', 'mismatch', 100)",
+    )
+    .execute(&shop.db.pool)
+    .await
+    .expect("rejections");
     let console = Console::start(&shop.db.pool).await;
     let overview = ok(&console, "/overview").await;
+    assert_eq!(
+        overview["rejected_24h"],
+        json!([{ "name": "mismatch", "count": 9 }, { "name": "outside_tolerance", "count": 1 }]),
+        "the last 24 hours only"
+    );
 
     let received: i64 = shop
         .db
