@@ -1,11 +1,12 @@
 //! billhook-console: what an operator (or the host application's tools) sees of Billhook and
-//! does with it, over HTTP. This first part is the JSON API under `/api/v1`: events (filtered,
-//! keyset-paged, one with its payload and what it caused) and dead letters (listed, requeued).
+//! does with it, over HTTP: web pages ([`pages`]) and the JSON API under `/api/v1` ([`api`]),
+//! both over the same queries ([`query`]): the overview, events, dead letters, customers,
+//! orders, dunning runs, emails and notices.
 //!
 //! It reads Billhook's tables directly and acts only through [`Actions`], which
 //! `billhook-worker` provides with the code its command line runs. Access is by token
-//! ([`tokens`]): `Authorization: Bearer`, `read` or `operate`; without tokens it serves on a
-//! loopback address only.
+//! ([`tokens`]): `Authorization: Bearer` for the API, a signed session cookie for the pages
+//! ([`session`]), `read` or `operate`; without tokens it serves on a loopback address only.
 
 pub mod actions;
 pub mod api;

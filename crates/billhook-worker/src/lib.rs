@@ -9,6 +9,7 @@
 //!   its paged lists);
 //! - [`reconcile`]: recovering events webhooks did not deliver, from Stripe's Events API;
 //! - [`schedule`]: periodic tasks inside `run`, one run at a time across processes;
+//! - [`alerts`]: rules evaluated every minute, incidents, and messages to the people on call;
 //! - [`sync`]: the first sync of an existing Stripe account into the mirror;
 //! - [`daemon`]: `billhook-worker run`, its settings, admin listener and metrics;
 //! - [`console`]: the operator console (crate `billhook-console`) wired to this worker's actions;
@@ -17,6 +18,7 @@
 //! Errors: job handlers return [`queue::JobError`] (retryable or permanent); commands and
 //! set-up return `anyhow::Result`.
 
+pub mod alerts;
 pub mod billing;
 pub mod cli;
 pub mod console;

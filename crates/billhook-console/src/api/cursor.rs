@@ -24,25 +24,6 @@ pub fn decode(cursor: &str) -> Result<(DateTime<Utc>, String), ApiError> {
     Ok((at, id.to_owned()))
 }
 
-/// A page from `rows`, fetched with `LIMIT limit + 1`: each of the first `limit` rows made
-/// JSON by `item` (which also gives the row's sort key), and the cursor after the last one when
-/// a further row shows there is more.
-pub fn page<R>(
-    rows: &[R],
-    limit: i64,
-    mut item: impl FnMut(&R) -> Result<(DateTime<Utc>, String, serde_json::Value), ApiError>,
-) -> Result<(Vec<serde_json::Value>, Option<String>), ApiError> {
-    let limit = usize::try_from(limit).unwrap_or(0);
-    let mut items = Vec::with_capacity(rows.len().min(limit));
-    let mut last = None;
-    for row in rows.iter().take(limit) {
-        let (at, id, value) = item(row)?;
-        last = Some(encode(at, &id));
-        items.push(value);
-    }
-    Ok((items, if rows.len() > limit { last } else { None }))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -9,11 +9,17 @@ use super::Page;
 use crate::api::{ApiError, cursor, limit};
 
 /// The job kinds that can be dead-lettered.
-pub const KINDS: &[&str] = &["process_event", "send_email", "notify_app", "dunning_step"];
+pub const KINDS: &[&str] = &[
+    "process_event",
+    "send_email",
+    "notify_app",
+    "dunning_step",
+    "post_alert",
+];
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct Filter {
-    /// A job kind (process_event, send_email, notify_app, dunning_step).
+    /// A job kind (process_event, send_email, notify_app, dunning_step, post_alert).
     #[serde(default, deserialize_with = "super::blank_is_none")]
     pub kind: Option<String>,
     /// Also those already requeued.

@@ -67,21 +67,35 @@ pub async fn show(pool: &PgPool, id: &str) -> Result<Value, ApiError> {
         id,
     )
     .await?;
-    // A step's email has the source `<run id>:<step>`.
+    // A step's email has the source `<run id>:<step>` (a prefix range, which `_` in the id
+    // cannot widen as in LIKE, and which the source index serves under a generic plan too).
+    // The cancellation's email has the subscription as its source, shared with Stripe's own
+    // `customer.subscription.deleted` so that one email goes out: it is the run's when the run
+    // ended `canceled`, a state only its cancel step sets.
     let emails = json_rows(
         pool,
         "SELECT jsonb_build_object('id', id, 'template', template, 'recipient', recipient, \
                 'subject', subject, 'status', status, 'source', source, \
                 'created_at', created_at, 'sent_at', sent_at) \
-           FROM emails WHERE source LIKE $1 || ':%' ORDER BY created_at, id",
+           FROM emails \
+          WHERE (source ~>=~ ($1 || ':') AND source ~<~ ($1 || ';')) \
+             OR (template = 'subscription_cancelled' AND source = \
+                   (SELECT subscription_id FROM dunning_runs WHERE id = $1 AND state = 'canceled')) \
+          ORDER BY created_at, id",
         id,
     )
     .await?;
+    // The run's own entries, and the subscription's cancellation by its cancel step.
     let audit = json_rows(
         pool,
-        "SELECT jsonb_build_object('action', action, 'detail', detail, 'actor', actor, \
-                'event_id', event_id, 'at', at) \
-           FROM audit_log WHERE entity = 'dunning_run' AND entity_id = $1 ORDER BY id",
+        "SELECT jsonb_build_object('entity', entity, 'entity_id', entity_id, 'action', action, \
+                'detail', detail, 'actor', actor, 'event_id', event_id, 'at', at) \
+           FROM audit_log \
+          WHERE (entity = 'dunning_run' AND entity_id = $1) \
+             OR (entity = 'subscription' AND action = 'cancelled_by_dunning' \
+                 AND entity_id = (SELECT subscription_id FROM dunning_runs WHERE id = $1) \
+                 AND detail->>'run' = $1) \
+          ORDER BY id",
         id,
     )
     .await?;

@@ -10,6 +10,20 @@ use crate::api::{ApiError, cursor, limit};
 
 pub const STATUSES: &[&str] = &["pending", "sent", "skipped", "dead"];
 
+/// The worker's templates (`billhook_worker::email::Template::ALL`, which a test holds this
+/// list to).
+pub const TEMPLATES: &[&str] = &[
+    "order_confirmation",
+    "payment_receipt",
+    "payment_failed",
+    "refund_confirmation",
+    "trial_ending",
+    "dunning_reminder",
+    "final_warning",
+    "subscription_cancelled",
+    "alert",
+];
+
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct Filter {
     #[serde(default, deserialize_with = "super::blank_is_none")]
@@ -29,6 +43,7 @@ pub struct Filter {
 
 pub async fn list(pool: &PgPool, filter: &Filter) -> Result<Page<Value>, ApiError> {
     one_of("status", filter.status.as_deref(), STATUSES)?;
+    one_of("template", filter.template.as_deref(), TEMPLATES)?;
     let limit = limit(filter.limit)?;
     let after = filter.cursor.as_deref().map(cursor::decode).transpose()?;
     let rows: Vec<Keyed> = sqlx::query_as(

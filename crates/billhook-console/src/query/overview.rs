@@ -34,7 +34,9 @@ pub struct OldestJob {
 #[derive(Debug, Serialize)]
 pub struct Overview {
     pub per_minute: PerMinute,
-    /// Events received in the last 24 hours by status.
+    /// Events received in the last 24 hours by status: every status of
+    /// [`events::STATUSES`](super::events::STATUSES) in that order, zeros included (`failed`:
+    /// still being retried; `received`: not processed yet).
     pub outcomes_24h: Vec<Count>,
     /// `applied_at - received_at` of events applied in the last hour, seconds.
     pub lag_p50_seconds: Option<f64>,
@@ -105,6 +107,25 @@ async fn counts_per_minute(
     Ok(rows.into_iter().collect())
 }
 
+/// `found` completed to every event status, in [`events::STATUSES`](super::events::STATUSES)
+/// order, 0 where none was found; a status that list does not know follows.
+fn every_status(found: Vec<Count>) -> Vec<Count> {
+    let known = super::events::STATUSES;
+    let mut all: Vec<Count> = known
+        .iter()
+        .map(|status| Count {
+            name: (*status).to_owned(),
+            count: Overview::count(&found, status),
+        })
+        .collect();
+    all.extend(
+        found
+            .into_iter()
+            .filter(|c| !known.contains(&c.name.as_str())),
+    );
+    all
+}
+
 async fn per_minute(pool: &PgPool) -> Result<PerMinute, ApiError> {
     let (received, applied) = tokio::try_join!(
         counts_per_minute(
@@ -148,7 +169,7 @@ async fn lag(pool: &PgPool) -> Result<(Option<f64>, Option<f64>), ApiError> {
 pub async fn overview(pool: &PgPool) -> Result<Overview, ApiError> {
     // The reads of webhook_events, the larger ones, go together (each on a connection of its
     // own); the small ones follow.
-    let (per_minute, outcomes_24h, (lag_p50_seconds, lag_p99_seconds)) = tokio::try_join!(
+    let (per_minute, found_outcomes, (lag_p50_seconds, lag_p99_seconds)) = tokio::try_join!(
         per_minute(pool),
         counts(
             pool,
@@ -192,7 +213,7 @@ pub async fn overview(pool: &PgPool) -> Result<Overview, ApiError> {
     };
     Ok(Overview {
         per_minute,
-        outcomes_24h,
+        outcomes_24h: every_status(found_outcomes),
         lag_p50_seconds,
         lag_p99_seconds,
         jobs_waiting,
@@ -234,8 +255,8 @@ pub async fn overview(pool: &PgPool) -> Result<Overview, ApiError> {
             .fetch_one(pool)
             .await?,
         reconcile_last_run: sqlx::query_scalar(
-            "SELECT jsonb_build_object('id', id, 'trigger', trigger, 'started_at', started_at, \
-                    'finished_at', finished_at, 'outcome', outcome, \
+            "SELECT jsonb_build_object('id', id, 'trigger', trigger, 'dry_run', dry_run, \
+                    'started_at', started_at, 'finished_at', finished_at, 'outcome', outcome, \
                     'events_recovered', events_recovered, 'error', error) \
                FROM reconcile_runs ORDER BY started_at DESC LIMIT 1",
         )

@@ -74,6 +74,17 @@ pub struct Envelope {
 /// 9999-12-31T23:59:59Z in Unix seconds: the last `created` accepted.
 pub const LAST_CREATED: i64 = 253_402_300_799;
 
+/// Stripe's object ids are at most 255 characters (its API reference: "treat IDs as opaque
+/// strings up to 255 characters").
+pub const MAX_ID_LEN: usize = 255;
+
+/// An id longer than Stripe ever makes is not kept as the event's object or customer: the event
+/// is still stored (it was signed, so it is Stripe's and must not be lost), but without the
+/// indexed columns no index entry could hold, and the worker dead-letters what it cannot apply.
+fn is_stripe_id(id: &str) -> bool {
+    id.len() <= MAX_ID_LEN
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("body is not a JSON Stripe event: {0}")]
@@ -254,8 +265,8 @@ impl Envelope {
             }
         }
         Ok(Self {
-            customer_id: raw.data.object.customer_id(),
-            object_id: raw.data.object.id,
+            customer_id: raw.data.object.customer_id().filter(|id| is_stripe_id(id)),
+            object_id: raw.data.object.id.filter(|id| is_stripe_id(id)),
             id: EventId::parse(raw.id)?,
             event_type: raw.event_type,
             created: raw.created,
@@ -345,6 +356,29 @@ mod tests {
         assert_eq!(
             Envelope::parse(&body).map(|e| e.id),
             Err(EnvelopeError::NulCharacter("data.object.id"))
+        );
+    }
+
+    #[test]
+    fn an_id_longer_than_stripe_makes_is_not_kept_as_object_or_customer() {
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&body("invoice.paid", "acct_1")).expect("JSON");
+        let long = format!("in_{}", "x".repeat(MAX_ID_LEN));
+        event["data"]["object"] = serde_json::json!({
+            "object": "invoice", "id": long, "customer": format!("cus_{}", "y".repeat(300)),
+        });
+        let body = serde_json::to_vec(&event).expect("JSON");
+        let envelope = Envelope::parse(&body).expect("still an event");
+        assert_eq!((envelope.object_id, envelope.customer_id), (None, None));
+
+        event["data"]["object"]["id"] = "x".repeat(MAX_ID_LEN).into();
+        let body = serde_json::to_vec(&event).expect("JSON");
+        assert_eq!(
+            Envelope::parse(&body)
+                .expect("an event")
+                .object_id
+                .map(|id| id.len()),
+            Some(MAX_ID_LEN)
         );
     }
 

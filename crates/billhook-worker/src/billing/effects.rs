@@ -38,7 +38,7 @@ pub async fn notify(
             crate::notify::Notice {
                 kind,
                 dedupe_key: &dedupe_key,
-                event_id: &event.id,
+                event_id: Some(&event.id),
                 data,
             },
         )

@@ -1,5 +1,6 @@
 //! The command line: global settings, then one subcommand (`run` when none is given).
 
+pub mod alerts;
 pub mod billing;
 pub mod dead_letters;
 #[cfg(test)]
@@ -61,6 +62,9 @@ pub enum Command {
     /// Serve the operator console alone (its JSON API under /api/v1) on
     /// BILLHOOK_CONSOLE_LISTEN, without processing jobs.
     Console,
+    /// Alerts: the incidents, acknowledging one, evaluating the rules now.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
     /// Fill the mirror from an existing Stripe account's lists (no emails, notices or ledger
     /// entries for the past); resumes an interrupted run.
     Sync(sync::SyncArgs),
@@ -112,6 +116,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reconcile(args) => {
             billhook_core::db::check_migrated(&pool).await?;
             reconcile::run(&pool, &cli.run, args).await
+        }
+        Command::Alerts(command) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            alerts::run(&pool, &cli.run, command).await
         }
         Command::Sync(args) => {
             billhook_core::db::check_migrated(&pool).await?;

@@ -1,6 +1,6 @@
 //! `billhook-worker run`: every job kind on the queue's workers ([`crate::queue::Workers`]),
 //! with the admin listener (/healthz, /readyz, /metrics) and the scheduled tasks
-//! ([`crate::schedule`]: reconciliation) beside them.
+//! ([`crate::schedule`]: reconciliation, alert evaluation) beside them.
 //!
 //! Lifecycle: start → refuse an unmigrated database or unusable settings → serve until
 //! `shutdown` completes → let in-flight jobs finish within the shutdown timeout → return.
@@ -16,6 +16,9 @@ use std::net::TcpListener;
 use anyhow::Context as _;
 use sqlx::PgPool;
 
+use crate::alerts::Alerts;
+use crate::alerts::channels::Channels;
+use crate::alerts::post::PostAlertJob;
 use crate::billing::context::Context;
 use crate::billing::job::ProcessEventJob;
 use crate::dunning::Dunning;
@@ -39,6 +42,7 @@ pub struct Daemon {
     jobs: Jobs,
     /// Reconciliation, when a Stripe API key is configured.
     reconciler: Option<Reconciler>,
+    alerts: Alerts,
     /// The operator console, unless BILLHOOK_CONSOLE_LISTEN is `off`.
     console: Option<billhook_console::Console>,
 }
@@ -49,6 +53,7 @@ struct Jobs {
     notify_app: NotifyAppJob,
     send_email: SendEmailJob,
     dunning_step: DunningStepJob,
+    post_alert: PostAlertJob,
 }
 
 impl Daemon {
@@ -66,8 +71,23 @@ impl Daemon {
             schedule: settings.dunning.schedule.clone(),
             max_attempts: settings.dunning.max_attempts,
         };
+        let outbox = Outbox::from_settings(&settings.notify)?;
+        let alerts = Alerts {
+            pool: pool.clone(),
+            channels: Channels {
+                settings: settings.alerts.clone(),
+                mailer: mailer.clone(),
+                outbox: settings.alerts.notify_app.then(|| outbox.clone()),
+            },
+        };
+        if settings.alerts.notify_app && settings.notify.url.is_none() {
+            anyhow::bail!(
+                "BILLHOOK_ALERT_NOTIFY_APP is on but BILLHOOK_NOTIFY_URL is not set: alerts \
+                 would be recorded as notices and never sent"
+            );
+        }
         let context = Context {
-            outbox: Outbox::from_settings(&settings.notify)?,
+            outbox,
             ledger: settings.billing.ledger_rule,
             stripe: stripe.clone(),
             mailer: mailer.clone(),
@@ -87,6 +107,7 @@ impl Daemon {
                 mailer,
                 stripe: stripe.clone(),
             },
+            post_alert: PostAlertJob::new(pool.clone(), &settings.alerts)?,
         };
         let reconciler = stripe.map(|api| Reconciler {
             pool: pool.clone(),
@@ -114,6 +135,7 @@ impl Daemon {
             name,
             jobs,
             reconciler,
+            alerts,
             console,
         })
     }
@@ -143,6 +165,7 @@ impl Daemon {
             name,
             jobs,
             reconciler,
+            alerts,
             console,
         } = self;
         let admin = admin::serve(admin, pool.clone(), metrics.clone())?;
@@ -159,6 +182,7 @@ impl Daemon {
         workers.add(jobs.notify_app);
         workers.add(jobs.send_email);
         workers.add(jobs.dunning_step);
+        workers.add(jobs.post_alert);
         let (stop_schedule, schedule_stopped) = tokio::sync::oneshot::channel::<()>();
         let schedule = match reconciler {
             Some(reconciler) => {
@@ -183,9 +207,14 @@ impl Daemon {
         tracing::info!(worker = %name, admin = %settings.admin_listen,
             console = %if console_task.is_some() { settings.console.listen.as_str() } else { "off" },
             "billhook-worker running");
+        let (stop_alerts, alerts_stopped) = tokio::sync::oneshot::channel::<()>();
+        let alerts_interval = settings.alerts.interval;
+        let alerts_task = tokio::spawn(schedule_alerts(alerts, alerts_interval, alerts_stopped));
         let ended = workers.run(shutdown).await;
         let _ = stop_schedule.send(());
+        let _ = stop_alerts.send(());
         let _ = schedule.await;
+        let _ = alerts_task.await;
         let _ = stop_console.send(());
         if let Some(task) = console_task {
             match task.await {
@@ -209,6 +238,27 @@ impl Daemon {
         tracing::info!("billhook-worker stopped");
         Ok(())
     }
+}
+
+/// Evaluates the alert rules on the interval until stopped (one evaluation per interval across
+/// every process: [`Alerts::tick`]).
+async fn schedule_alerts(
+    alerts: Alerts,
+    interval: std::time::Duration,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let first = std::time::Duration::from_millis(rand::random_range(500..2_000));
+    let stop = async {
+        let _ = stop.await;
+    };
+    crate::schedule::every(first, interval, stop, || async {
+        match alerts.tick(chrono::Utc::now()).await {
+            Ok(crate::alerts::Tick::Skipped(why)) => tracing::debug!(why, "alert evaluation skipped"),
+            Ok(crate::alerts::Tick::Evaluated(_)) => {}
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "alert evaluation failed; the next interval tries again"),
+        }
+    })
+    .await;
 }
 
 /// Reconciles on the interval until stopped. The first run comes shortly after start (a

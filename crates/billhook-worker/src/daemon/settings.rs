@@ -1,6 +1,7 @@
 //! Settings of the `run` daemon. Declared here with their defaults; docs/configuration.md is
 //! the reference page.
 
+use crate::alerts::settings::AlertSettings;
 use crate::billing::settings::BillingSettings;
 use crate::dunning::DunningSettings;
 use crate::email::settings::EmailSettings;
@@ -36,6 +37,9 @@ pub struct RunSettings {
 
     #[command(flatten)]
     pub reconcile: ReconcileSettings,
+
+    #[command(flatten)]
+    pub alerts: AlertSettings,
 
     // The operator console (`billhook-worker console`).
     #[command(flatten)]

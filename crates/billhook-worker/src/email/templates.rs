@@ -19,6 +19,8 @@ pub enum Template {
     DunningReminder,
     FinalWarning,
     SubscriptionCancelled,
+    /// An alert's opening, reminder or resolution, to BILLHOOK_ALERT_EMAIL.
+    Alert,
 }
 
 macro_rules! built_in {
@@ -34,7 +36,7 @@ macro_rules! built_in {
 const PARTS: [&str; 3] = ["subject", "txt", "html"];
 
 impl Template {
-    pub const ALL: [Template; 8] = [
+    pub const ALL: [Template; 9] = [
         Self::OrderConfirmation,
         Self::PaymentReceipt,
         Self::PaymentFailed,
@@ -43,6 +45,7 @@ impl Template {
         Self::DunningReminder,
         Self::FinalWarning,
         Self::SubscriptionCancelled,
+        Self::Alert,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Template {
             Self::DunningReminder => "dunning_reminder",
             Self::FinalWarning => "final_warning",
             Self::SubscriptionCancelled => "subscription_cancelled",
+            Self::Alert => "alert",
         }
     }
 
@@ -72,6 +76,7 @@ impl Template {
             Self::DunningReminder => built_in!("dunning_reminder"),
             Self::FinalWarning => built_in!("final_warning"),
             Self::SubscriptionCancelled => built_in!("subscription_cancelled"),
+            Self::Alert => built_in!("alert"),
         }
     }
 }
@@ -167,7 +172,8 @@ mod tests {
             "failure_reason": "Your card has insufficient funds.", "invoice": "in_1",
             "pay_url": "https://pay.example/in_1", "cancel_on": "2026-12-01", "trial_end": "2026-12-01",
             "subscription": "sub_1", "has_payment_method": false, "fully_refunded": false });
-        for template in Template::ALL {
+        // The customer's templates; the operator's (alerts) have their own test.
+        for template in Template::ALL.into_iter().filter(|t| *t != Template::Alert) {
             let r = render(template, None, &data).expect("renders");
             assert!(
                 !r.subject.is_empty() && !r.subject.contains('\n'),
@@ -180,6 +186,46 @@ mod tests {
                 r.html
             );
         }
+    }
+
+    #[test]
+    fn the_alert_template_says_what_fired_and_what_to_do() {
+        let data = json!({ "action": "opened", "title": "Emails are <not> being sent",
+            "figure": "3 failing", "since": "2026-12-03 06:10 UTC", "what_to_do": "Check SMTP.",
+            "items": [{ "label": "email eml_1", "url": "https://ops.example/emails/eml_1" },
+                      { "label": "job j1", "url": null }],
+            "by_reason": { "mismatch": 4 },
+            "incident_id": "alr_1", "incident_url": "https://ops.example/alerts/alr_1" });
+        let r = render(Template::Alert, None, &data).expect("renders");
+        assert_eq!(r.subject, "[Billhook] Alert: Emails are <not> being sent");
+        for part in [
+            "3 failing",
+            "Since: 2026-12-03 06:10 UTC",
+            "email eml_1: https://ops.example/emails/eml_1",
+            "  - job j1\n",
+            "mismatch: 4",
+            "What to do: Check SMTP.",
+            "Incident alr_1: https://ops.example/alerts/alr_1",
+        ] {
+            assert!(r.text.contains(part), "{part} in {}", r.text);
+        }
+        assert!(
+            r.html.contains("Emails are &lt;not&gt; being sent"),
+            "{}",
+            r.html
+        );
+        assert!(
+            r.html
+                .contains("<a href=\"https:&#x2f;&#x2f;ops.example&#x2f;emails&#x2f;eml_1\">"),
+            "{}",
+            r.html
+        );
+        let resolved = json!({ "action": "resolved", "title": "T", "figure": "0 failing",
+            "since": "2026-12-03 06:10 UTC", "lasted": "25m", "items": [], "incident_id": "alr_1" });
+        let r = render(Template::Alert, None, &resolved).expect("renders");
+        assert_eq!(r.subject, "[Billhook] Resolved: T");
+        assert!(r.text.contains("Clear now, after 25m"), "{}", r.text);
+        assert!(!r.text.contains("What to do"), "{}", r.text);
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl JobKind for NotifyAppJob {
     }
 
     #[tracing::instrument(name = "notify_app", skip_all,
-        fields(notification_id = %args.notification_id(), event_id = %args.event_id()))]
+        fields(notification_id = %args.notification_id(), event_id = args.event_id()))]
     async fn run(&self, args: NotifyApp) -> Result<(), JobError> {
         let id = args.notification_id();
         let Some(target) = &self.target else {
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn the_argument_is_versioned_and_names_its_event() {
-        let job = NotifyApp::new("ntf_01".into(), "evt_1".into());
+        let job = NotifyApp::new("ntf_01".into(), Some("evt_1".into()));
         let value = serde_json::to_value(&job).expect("encodes");
         assert_eq!(
             value,

@@ -26,8 +26,8 @@ pub struct Notice<'a> {
     pub kind: &'a str,
     /// At most one notice is ever written per key, so a replayed event adds none.
     pub dedupe_key: &'a str,
-    /// The Stripe event that caused the notice.
-    pub event_id: &'a str,
+    /// The Stripe event that caused the notice; `None` for an alert's.
+    pub event_id: Option<&'a str>,
     pub data: serde_json::Value,
 }
 
@@ -87,7 +87,7 @@ impl Outbox {
         .rows_affected()
             == 1;
         if inserted && self.sending {
-            let job = NotifyApp::new(id.clone(), notice.event_id.to_owned());
+            let job = NotifyApp::new(id.clone(), notice.event_id.map(str::to_owned));
             queue::push(conn, &job, &id, self.max_attempts, None).await?;
         }
         if inserted {

@@ -24,19 +24,22 @@ impl Job for SendEmail {
     const KIND: &'static str = "send_email";
 }
 
-/// Deliver one notice. The body stays in `app_notifications`.
+/// Deliver one notice. The body stays in `app_notifications`. `event_id` is absent for a
+/// notice no Stripe event caused (an alert's): a worker older than alerts cannot decode such a
+/// job and dead-letters it, to be requeued once every worker is upgraded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "v")]
 pub enum NotifyApp {
     #[serde(rename = "1")]
     V1 {
         notification_id: String,
-        event_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
     },
 }
 
 impl NotifyApp {
-    pub fn new(notification_id: String, event_id: String) -> Self {
+    pub fn new(notification_id: String, event_id: Option<String>) -> Self {
         Self::V1 {
             notification_id,
             event_id,
@@ -51,9 +54,9 @@ impl NotifyApp {
         }
     }
 
-    pub fn event_id(&self) -> &str {
+    pub fn event_id(&self) -> Option<&str> {
         match self {
-            Self::V1 { event_id, .. } => event_id,
+            Self::V1 { event_id, .. } => event_id.as_deref(),
         }
     }
 }
@@ -76,18 +79,33 @@ impl Job for DunningStep {
     const KIND: &'static str = "dunning_step";
 }
 
+/// Post one alert message to the Slack-compatible URL. The body stays in `alert_posts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "v")]
+pub enum PostAlert {
+    #[serde(rename = "1")]
+    V1 { post_id: String },
+}
+
+impl Job for PostAlert {
+    const QUEUE: &'static str = "billhook.post_alert";
+    const KIND: &'static str = "post_alert";
+}
+
 /// Every kind, for the gauges that show a kind with nothing to count as 0.
-pub const KINDS: [&str; 4] = [
+pub const KINDS: [&str; 5] = [
     ProcessEvent::KIND,
     NotifyApp::KIND,
     SendEmail::KIND,
     DunningStep::KIND,
+    PostAlert::KIND,
 ];
 
 /// Every queue, for the gauges that show empty queues as 0.
-pub const QUEUES: [&str; 4] = [
+pub const QUEUES: [&str; 5] = [
     ProcessEvent::QUEUE,
     NotifyApp::QUEUE,
     SendEmail::QUEUE,
     DunningStep::QUEUE,
+    PostAlert::QUEUE,
 ];

@@ -118,7 +118,7 @@ async fn enqueue(pool: &PgPool, outbox: &Outbox, dedupe_key: &str, data: Value) 
             Notice {
                 kind: "subscription.past_due",
                 dedupe_key,
-                event_id: EVENT_ID,
+                event_id: Some(EVENT_ID),
                 data,
             },
         )
@@ -290,7 +290,7 @@ async fn a_rolled_back_transaction_leaves_neither_notice_nor_job() {
     let notice = Notice {
         kind: "subscription.past_due",
         dedupe_key: "sub_1:past_due:1",
-        event_id: EVENT_ID,
+        event_id: Some(EVENT_ID),
         data: json!({}),
     };
     assert!(outbox.enqueue(&mut tx, notice).await.expect("enqueue"));
@@ -310,7 +310,7 @@ async fn running_the_job_of_a_delivered_notice_again_sends_nothing() {
     let job = NotifyAppJob::new(db.pool.clone(), &settings.notify).expect("job");
     assert!(enqueue(&db.pool, &outbox, "sub_1:past_due:1", json!({})).await);
     let (id, _, _, _, _) = notification(&db.pool).await;
-    let args = NotifyApp::new(id, EVENT_ID.to_owned());
+    let args = NotifyApp::new(id, Some(EVENT_ID.to_owned()));
 
     job.run(args.clone()).await.expect("first run delivers");
     job.run(args).await.expect("second run is a no-op");
@@ -337,7 +337,7 @@ async fn an_unreachable_application_is_a_retryable_failure_recorded_on_the_notic
     let (id, _, _, _, _) = notification(&db.pool).await;
 
     let error = job
-        .run(NotifyApp::new(id, EVENT_ID.to_owned()))
+        .run(NotifyApp::new(id, Some(EVENT_ID.to_owned())))
         .await
         .expect_err("nothing listens");
 
@@ -379,7 +379,7 @@ async fn a_silent_application_fails_the_attempt_at_the_timeout() {
     assert!(enqueue(&db.pool, &outbox, "sub_1:past_due:1", json!({})).await);
     let (id, _, _, _, _) = notification(&db.pool).await;
 
-    let error = tokio::time::timeout(WAIT, job.run(NotifyApp::new(id, EVENT_ID.to_owned())))
+    let error = tokio::time::timeout(WAIT, job.run(NotifyApp::new(id, Some(EVENT_ID.to_owned()))))
         .await
         .expect("the attempt ends at its deadline, not when the application speaks")
         .expect_err("the application never answered");

@@ -2,6 +2,10 @@
 
 mod api;
 mod browser;
+mod dunning;
+mod emails;
 pub mod harness;
+mod notices;
+mod overview;
 mod pages;
 mod records;

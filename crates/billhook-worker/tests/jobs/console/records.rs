@@ -104,6 +104,39 @@ async fn customers_show_their_mirror_entitlements_balance_orders_and_emails() {
     assert_eq!(both, listed, "two pages hold each customer once");
     assert!(second["next_cursor"].is_null());
 
+    assert!(
+        ids(
+            &ok(&console, "/customers?deleted=true").await,
+            "customers",
+            "id"
+        )
+        .is_empty(),
+        "no deleted customer"
+    );
+    // The events about a customer: the customer itself, or an object that names it.
+    let theirs = ok(
+        &console,
+        &format!("/events?customer={}&limit=200", buyer.customer),
+    )
+    .await;
+    let about: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_events \
+          WHERE convert_from(body, 'UTF8')::jsonb->'data'->'object' @> jsonb_build_object('customer', $1::text) \
+             OR convert_from(body, 'UTF8')::jsonb->'data'->'object'->>'id' = $1",
+    )
+    .bind(&buyer.customer)
+    .fetch_one(&shop.db.pool)
+    .await
+    .expect("count");
+    assert!(about > 2, "{about}");
+    assert_eq!(ids(&theirs, "events", "id").len() as i64, about);
+    assert!(
+        theirs["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .all(|e| e["customer_id"] == buyer.customer.as_str())
+    );
     let page = ok(&console, &format!("/customers/{}", buyer.customer)).await;
     assert_eq!(page["customer"]["email"], buyer.email.as_str());
     assert_eq!(
