@@ -8,6 +8,7 @@ pub mod browser;
 pub mod database;
 pub mod examples;
 pub mod fixtures;
+pub mod hook_server;
 pub mod objects;
 pub mod proxy;
 pub mod receiver;

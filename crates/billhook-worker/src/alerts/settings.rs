@@ -46,7 +46,7 @@ pub fn age_rule(value: &str) -> Result<AgeRule, String> {
     positive_duration(value.trim()).map(AgeRule::Longer)
 }
 
-fn slack_url(value: &str) -> Result<SlackUrl, String> {
+pub fn slack_url(value: &str) -> Result<SlackUrl, String> {
     let url = Url::parse(value).map_err(|_| "not a URL (its text is not shown)".to_owned())?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err("only http and https URLs are accepted".to_owned());

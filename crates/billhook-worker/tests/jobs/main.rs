@@ -2,6 +2,7 @@
 //! jobs, and a test waits for them with `billhook_testkit::worker::run_due_jobs`. One test
 //! binary, because each binary links the whole crate.
 
+mod alerts;
 mod console;
 mod database_outage;
 mod dunning;

@@ -2,13 +2,10 @@
 //! running worker, and an application of the test's own, a real HTTP server on 127.0.0.1:0.
 //! Signatures are checked with HMAC and base64 written here, not with the worker's code.
 
-use std::collections::VecDeque;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use billhook_testkit::hook_server::{HookServer, Received};
 use billhook_testkit::worker::{run_due_jobs, settings, settings_with_notify};
 use billhook_testkit::{TestDatabase, TestWorker};
 use billhook_worker::notify::job::NotifyAppJob;
@@ -20,94 +17,6 @@ use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);
 const EVENT_ID: &str = "evt_1NotifyTest";
-
-/// One request the application received, and what it answered.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    answered: u16,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-    }
-}
-
-struct Script {
-    /// Statuses for the next requests, in order; `then` after they run out.
-    next: VecDeque<u16>,
-    then: u16,
-    received: Vec<Received>,
-}
-
-/// The host application: records every request and answers from its script.
-struct HostApp {
-    url: String,
-    script: Arc<Mutex<Script>>,
-}
-
-impl HostApp {
-    fn start(next: &[u16], then: u16) -> Self {
-        let script = Arc::new(Mutex::new(Script {
-            next: next.iter().copied().collect(),
-            then,
-            received: Vec::new(),
-        }));
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("address").port();
-        let state = web::Data::new(script.clone());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .route("/hooks/billing", web::post().to(hook))
-        })
-        .disable_signals()
-        .workers(1)
-        .listen(listener)
-        .expect("listen")
-        .run();
-        tokio::spawn(server);
-        Self {
-            url: format!("http://127.0.0.1:{port}/hooks/billing"),
-            script,
-        }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.script.lock().expect("script lock").received.clone()
-    }
-}
-
-async fn hook(
-    request: HttpRequest,
-    body: web::Bytes,
-    script: web::Data<Arc<Mutex<Script>>>,
-) -> HttpResponse {
-    let mut script = script.lock().expect("script lock");
-    let answered = script.next.pop_front().unwrap_or(script.then);
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    script.received.push(Received {
-        headers,
-        body: body.to_vec(),
-        answered,
-    });
-    HttpResponse::build(StatusCode::from_u16(answered).expect("status")).finish()
-}
 
 /// Enqueues a notice in a transaction of its own and commits it.
 async fn enqueue(pool: &PgPool, outbox: &Outbox, dedupe_key: &str, data: Value) -> bool {
@@ -145,7 +54,7 @@ async fn notification(pool: &PgPool) -> (String, String, i32, Option<i32>, Value
 #[tokio::test]
 async fn a_committed_notice_is_posted_signed_and_marked_delivered() {
     let db = TestDatabase::new().await;
-    let app = HostApp::start(&[], 200);
+    let app = HookServer::start(&[], 200);
     let (key, secret) = new_secret();
     let settings = settings_with_notify(&app.url, &secret);
     let outbox = Outbox::from_settings(&settings.notify).expect("outbox");
@@ -192,7 +101,7 @@ async fn a_committed_notice_is_posted_signed_and_marked_delivered() {
 #[tokio::test]
 async fn a_failing_application_gets_the_same_notice_again_until_it_accepts_it_once() {
     let db = TestDatabase::new().await;
-    let app = HostApp::start(&[500, 500], 200);
+    let app = HookServer::start(&[500, 500], 200);
     let (key, secret) = new_secret();
     let settings = settings_with_notify(&app.url, &secret);
     let outbox = Outbox::from_settings(&settings.notify).expect("outbox");
@@ -221,7 +130,7 @@ async fn a_failing_application_gets_the_same_notice_again_until_it_accepts_it_on
 #[tokio::test]
 async fn a_notice_the_application_always_refuses_is_dead_lettered() {
     let db = TestDatabase::new().await;
-    let app = HostApp::start(&[], 500);
+    let app = HookServer::start(&[], 500);
     let (_, secret) = new_secret();
     let mut settings = settings_with_notify(&app.url, &secret);
     settings.notify.max_attempts = 2;
@@ -303,7 +212,7 @@ async fn a_rolled_back_transaction_leaves_neither_notice_nor_job() {
 #[tokio::test]
 async fn running_the_job_of_a_delivered_notice_again_sends_nothing() {
     let db = TestDatabase::new().await;
-    let app = HostApp::start(&[], 204);
+    let app = HookServer::start(&[], 204);
     let (_, secret) = new_secret();
     let settings = settings_with_notify(&app.url, &secret);
     let outbox = Outbox::from_settings(&settings.notify).expect("outbox");
