@@ -68,6 +68,17 @@ pub enum MarkError {
     Failed(#[from] anyhow::Error),
 }
 
+/// Why an alert incident was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    #[error("no such incident")]
+    NotFound,
+    #[error("the incident is resolved")]
+    Resolved,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 pub trait Actions: Send + Sync + 'static {
     /// Requeues the selected dead letters, recording `by` and `reason`.
     fn requeue<'a>(
@@ -84,4 +95,12 @@ pub trait Actions: Send + Sync + 'static {
         request: &'a MarkOrder,
         by: &'a str,
     ) -> BoxFuture<'a, Result<MarkedOrder, MarkError>>;
+
+    /// Acknowledges an open alert incident (no more reminders), recording `by`. `Ok(false)`:
+    /// it already was.
+    fn acknowledge_alert<'a>(
+        &'a self,
+        id: &'a str,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<bool, AckError>>;
 }

@@ -25,7 +25,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use sqlx::PgPool;
 
-pub use actions::{Actions, MarkError, MarkOrder, MarkedOrder, RequeueRequest, Requeued};
+pub use actions::{AckError, Actions, MarkError, MarkOrder, MarkedOrder, RequeueRequest, Requeued};
 pub use settings::ConsoleSettings;
 use tokens::Tokens;
 

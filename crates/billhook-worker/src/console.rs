@@ -1,12 +1,14 @@
 //! The operator console (`billhook-console`) wired to this worker: its actions run the code
-//! the command line runs (`queue::dead_letter::requeue`, `billing::fulfilment::mark`), and
+//! the command line runs (`queue::dead_letter::requeue`, `billing::fulfilment::mark`,
+//! `alerts::incident::acknowledge`), and
 //! `billhook-worker console` serves it alone.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use billhook_console::{
-    Actions, Console, ConsoleSettings, MarkError, MarkOrder, MarkedOrder, RequeueRequest, Requeued,
+    AckError, Actions, Console, ConsoleSettings, MarkError, MarkOrder, MarkedOrder, RequeueRequest,
+    Requeued,
 };
 use futures_util::future::BoxFuture;
 use sqlx::PgPool;
@@ -52,6 +54,23 @@ impl Actions for QueueActions {
         Box::pin(crate::billing::fulfilment::mark(
             &self.pool, key, request, by,
         ))
+    }
+
+    fn acknowledge_alert<'a>(
+        &'a self,
+        id: &'a str,
+        by: &'a str,
+    ) -> BoxFuture<'a, Result<bool, AckError>> {
+        use crate::alerts::incident::{self, AckError as Refused};
+        Box::pin(async move {
+            incident::acknowledge(&self.pool, id, by)
+                .await
+                .map_err(|e| match e {
+                    Refused::NotFound(_) => AckError::NotFound,
+                    Refused::Resolved(_) => AckError::Resolved,
+                    Refused::Database(e) => AckError::Failed(e.into()),
+                })
+        })
     }
 }
 

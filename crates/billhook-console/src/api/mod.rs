@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: every answer is JSON, every error `{"error": "..."}` with its
 //! status; nothing in an answer is a token, a secret or a signature header.
 
+pub mod alerts;
 pub mod cursor;
 pub mod dead_letters;
 pub mod events;
@@ -41,6 +42,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/emails/{id}", web::get().to(records::email))
             .route("/notices", web::get().to(records::notice_list))
             .route("/notices/{id}", web::get().to(records::notice))
+            .route("/alerts", web::get().to(alerts::list))
+            .route("/alerts/{id}", web::get().to(alerts::show))
+            .route(
+                "/alerts/{id}/acknowledge",
+                web::post().to(alerts::acknowledge),
+            )
             .default_service(web::to(|| async {
                 ApiError::NotFound("no such endpoint".to_owned())
             })),

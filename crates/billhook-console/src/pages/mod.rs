@@ -46,7 +46,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/emails", web::get().to(records::email_list))
         .route("/emails/{id}", web::get().to(records::email))
         .route("/notices", web::get().to(records::notice_list))
-        .route("/notices/{id}", web::get().to(records::notice));
+        .route("/notices/{id}", web::get().to(records::notice))
+        .route("/alerts", web::get().to(records::alert_list))
+        .route("/alerts/{id}", web::get().to(records::alert))
+        .route(
+            "/alerts/{id}/acknowledge",
+            web::post().to(records::acknowledge),
+        );
 }
 
 /// What every page's frame shows: who is logged in, what they may do, the CSRF token for its

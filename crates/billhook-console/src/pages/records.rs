@@ -1,7 +1,7 @@
 //! The pages of the record areas: customers, orders, dunning runs, emails and notices. Each
 //! is a list with its filters (keyset pages) and a page for one record, rendered by two
 //! generic templates from the very JSON the API answers with. An order's page has the
-//! fulfilment form.
+//! fulfilment form, an open alert incident's the acknowledgement.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +14,9 @@ use super::view::{Section, Table, sections};
 use super::{Chrome, PageError, check_form, filters, page};
 use crate::State;
 use crate::actions::MarkOrder;
+use crate::api::alerts::acknowledge_alert;
 use crate::api::fulfilment::mark_order;
-use crate::query::{Page, customers, dunning, emails, notices, orders};
+use crate::query::{Page, alerts, customers, dunning, emails, notices, orders};
 use crate::session::Session;
 
 /// A filter field of a list.
@@ -152,6 +153,29 @@ const NOTICES: Area = Area {
     ],
 };
 
+const ALERTS: Area = Area {
+    title: "Alerts",
+    section: "alerts",
+    path: "/alerts",
+    fields: &[
+        Field {
+            name: "state",
+            label: "State",
+            choices: alerts::STATES,
+        },
+        text("rule", "Rule"),
+    ],
+    columns: &[
+        "id",
+        "rule",
+        "state",
+        "figure",
+        "opened_at",
+        "resolved_at",
+        "acknowledged_by",
+    ],
+};
+
 #[derive(Template)]
 #[template(path = "records.html")]
 struct ListPage {
@@ -231,6 +255,16 @@ pub async fn email_list(
     list_page(&session, &EMAILS, values.into_inner(), found)
 }
 
+pub async fn alert_list(
+    session: Session,
+    state: web::Data<State>,
+    filter: web::Query<alerts::Filter>,
+    values: Values,
+) -> Result<HttpResponse, PageError> {
+    let found = alerts::list(&state.pool, &filter).await?;
+    list_page(&session, &ALERTS, values.into_inner(), found)
+}
+
 pub async fn notice_list(
     session: Session,
     state: web::Data<State>,
@@ -251,6 +285,8 @@ struct RecordPage {
     sections: Vec<(String, Section)>,
     /// For an order an operator may mark: its id.
     fulfilment: Option<String>,
+    /// For an open incident not yet acknowledged that an operator may acknowledge: its id.
+    acknowledge: Option<String>,
     notice: Option<String>,
     /// A related list, e.g. a customer's events: (link, text).
     related: Option<(String, &'static str)>,
@@ -269,6 +305,7 @@ fn record_page(
         heading,
         sections: sections(record, order),
         fulfilment: None,
+        acknowledge: None,
         notice: None,
         related: None,
     }
@@ -370,6 +407,60 @@ pub async fn mark(
         format!("Already {}: nothing changed.", done.status)
     };
     order_view(&session, &state, &key, Some(notice)).await
+}
+
+async fn alert_view(
+    session: &Session,
+    state: &State,
+    id: &str,
+    notice: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    let record = alerts::show(&state.pool, id).await?;
+    let mut view = record_page(
+        session,
+        &ALERTS,
+        id.to_owned(),
+        &record,
+        &["incident", "history", "messages"],
+    );
+    let incident = &record["incident"];
+    if session.may_operate() && incident["state"] == "open" && incident["acknowledged_at"].is_null()
+    {
+        view.acknowledge = Some(id.to_owned());
+    }
+    view.notice = notice;
+    page(&view)
+}
+
+pub async fn alert(
+    session: Session,
+    state: web::Data<State>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    alert_view(&session, &state, &id, None).await
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn acknowledge(
+    req: HttpRequest,
+    session: Session,
+    state: web::Data<State>,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    check_form(&req, &session, &form.csrf)?;
+    let changed = acknowledge_alert(&state, &id, &session.label).await?;
+    let notice = if changed {
+        format!("Acknowledged by {}: no more reminders.", session.label)
+    } else {
+        "Already acknowledged.".to_owned()
+    };
+    alert_view(&session, &state, &id, Some(notice)).await
 }
 
 pub async fn dunning_run(

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::api::cursor;
 
+pub mod alerts;
 pub mod customers;
 pub mod dead_letters;
 pub mod dunning;

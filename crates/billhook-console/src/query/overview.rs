@@ -57,6 +57,8 @@ pub struct Overview {
     pub reconcile_last_run: Option<Value>,
     /// Rejected deliveries (bad signature, old timestamp, …) in the last 24 hours, by reason.
     pub rejected_24h: Vec<Count>,
+    /// Alert incidents open now, newest first ([`super::alerts::open`]).
+    pub open_alerts: Vec<Value>,
 }
 
 impl Overview {
@@ -263,5 +265,6 @@ pub async fn overview(pool: &PgPool) -> Result<Overview, ApiError> {
         .fetch_optional(pool)
         .await?,
         rejected_24h,
+        open_alerts: super::alerts::open(pool).await?,
     })
 }

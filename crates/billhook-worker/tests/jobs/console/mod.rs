@@ -1,5 +1,6 @@
 //! The operator console served by `billhook-worker`: its JSON API and its pages.
 
+mod alerts;
 mod api;
 mod browser;
 mod dunning;
