@@ -65,7 +65,7 @@ async fn incidents_are_listed_shown_and_acknowledged_by_an_operator_only() {
         StatusCode::UNAUTHORIZED
     );
     let listed = console.json("/alerts").await;
-    assert_eq!(ids(&listed, "alerts", "id"), [id.clone()]);
+    assert_eq!(ids(&listed, "alerts", "id"), [id.as_str()]);
     assert_eq!(listed["alerts"][0]["rule"], "event_failures");
     assert_eq!(
         listed["alerts"][0]["figure"],
