@@ -37,9 +37,17 @@ class Sink:
             f.write(data)
         message = email.message_from_bytes(data, policy=email.policy.default)
         parts = {}
+        images = []
         for part in message.walk():
             if part.get_content_maintype() == "text":
                 parts[part.get_content_type()] = part.get_content()
+            elif part.get_content_maintype() == "image":
+                images.append({
+                    "content_type": part.get_content_type(),
+                    "content_id": str(part["Content-ID"]) if part["Content-ID"] else None,
+                    "disposition": part.get_content_disposition(),
+                    "base64": base64.b64encode(part.get_content()).decode("ascii"),
+                })
         summary = {
             "mail_from": mail_from,
             "auth_user": user,
@@ -52,6 +60,7 @@ class Sink:
             "content_type": message.get_content_type(),
             "text": parts.get("text/plain"),
             "html": parts.get("text/html"),
+            "images": images,
         }
         # Written last and renamed, so a reader never sees half a summary.
         with open(stem + ".json.tmp", "w") as f:

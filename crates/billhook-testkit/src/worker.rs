@@ -45,6 +45,7 @@ pub fn settings() -> RunSettings {
         dunning: Default::default(),
         reconcile: Default::default(),
         alerts: Default::default(),
+        summary: Default::default(),
         // A console on a port of its own, like the admin listener, so that tests can run
         // many workers at once.
         console: billhook_console::ConsoleSettings {

@@ -10,6 +10,7 @@
 //! - [`reconcile`]: recovering events webhooks did not deliver, from Stripe's Events API;
 //! - [`schedule`]: periodic tasks inside `run`, one run at a time across processes;
 //! - [`alerts`]: rules evaluated every minute, incidents, and messages to the people on call;
+//! - [`summary`]: the daily summary email of the money and the webhooks;
 //! - [`sync`]: the first sync of an existing Stripe account into the mirror;
 //! - [`daemon`]: `billhook-worker run`, its settings, admin listener and metrics;
 //! - [`console`]: the operator console (crate `billhook-console`) wired to this worker's actions;
@@ -30,4 +31,5 @@ pub mod queue;
 pub mod reconcile;
 pub mod schedule;
 pub mod stripe;
+pub mod summary;
 pub mod sync;

@@ -22,6 +22,7 @@ pub const TEMPLATES: &[&str] = &[
     "final_warning",
     "subscription_cancelled",
     "alert",
+    "daily_summary",
 ];
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -7,6 +7,7 @@ pub mod dead_letters;
 mod documented_settings;
 pub mod reconcile;
 pub mod since;
+pub mod summary;
 pub mod sync;
 
 use billhook_core::config::{DatabaseSettings, TelemetrySettings};
@@ -65,6 +66,8 @@ pub enum Command {
     /// Alerts: the incidents, acknowledging one, evaluating the rules now.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// The daily summary of one day: print it, or send it again.
+    Summary(summary::SummaryArgs),
     /// Fill the mirror from an existing Stripe account's lists (no emails, notices or ledger
     /// entries for the past); resumes an interrupted run.
     Sync(sync::SyncArgs),
@@ -120,6 +123,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts(command) => {
             billhook_core::db::check_migrated(&pool).await?;
             alerts::run(&pool, &cli.run, command).await
+        }
+        Command::Summary(args) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            summary::run(&pool, &cli.run, args).await
         }
         Command::Sync(args) => {
             billhook_core::db::check_migrated(&pool).await?;

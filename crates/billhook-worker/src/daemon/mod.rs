@@ -29,6 +29,7 @@ use crate::notify::Outbox;
 use crate::notify::job::NotifyAppJob;
 use crate::queue::{Ended, Workers};
 use crate::reconcile::{self, Reconciler};
+use crate::summary::Summaries;
 use metrics::Metrics;
 use settings::RunSettings;
 
@@ -43,6 +44,7 @@ pub struct Daemon {
     /// Reconciliation, when a Stripe API key is configured.
     reconciler: Option<Reconciler>,
     alerts: Alerts,
+    summaries: Summaries,
     /// The operator console, unless BILLHOOK_CONSOLE_LISTEN is `off`.
     console: Option<billhook_console::Console>,
 }
@@ -79,6 +81,12 @@ impl Daemon {
                 mailer: mailer.clone(),
                 outbox: settings.alerts.notify_app.then(|| outbox.clone()),
             },
+        };
+        let summaries = Summaries {
+            pool: pool.clone(),
+            settings: settings.summary.clone(),
+            mailer: mailer.clone(),
+            console_url: settings.alerts.console_url.clone(),
         };
         if settings.alerts.notify_app && settings.notify.url.is_none() {
             anyhow::bail!(
@@ -136,6 +144,7 @@ impl Daemon {
             jobs,
             reconciler,
             alerts,
+            summaries,
             console,
         })
     }
@@ -166,6 +175,7 @@ impl Daemon {
             jobs,
             reconciler,
             alerts,
+            summaries,
             console,
         } = self;
         let admin = admin::serve(admin, pool.clone(), metrics.clone())?;
@@ -210,11 +220,15 @@ impl Daemon {
         let (stop_alerts, alerts_stopped) = tokio::sync::oneshot::channel::<()>();
         let alerts_interval = settings.alerts.interval;
         let alerts_task = tokio::spawn(schedule_alerts(alerts, alerts_interval, alerts_stopped));
+        let (stop_summary, summary_stopped) = tokio::sync::oneshot::channel::<()>();
+        let summary_task = tokio::spawn(schedule_summary(summaries, summary_stopped));
         let ended = workers.run(shutdown).await;
         let _ = stop_schedule.send(());
         let _ = stop_alerts.send(());
+        let _ = stop_summary.send(());
         let _ = schedule.await;
         let _ = alerts_task.await;
+        let _ = summary_task.await;
         let _ = stop_console.send(());
         if let Some(task) = console_task {
             match task.await {
@@ -256,6 +270,25 @@ async fn schedule_alerts(
             Ok(crate::alerts::Tick::Skipped(why)) => tracing::debug!(why, "alert evaluation skipped"),
             Ok(crate::alerts::Tick::Evaluated(_)) => {}
             Err(e) => tracing::error!(error = %format!("{e:#}"), "alert evaluation failed; the next interval tries again"),
+        }
+    })
+    .await;
+}
+
+/// Sends the daily summary when it is due (checked every minute, one process at a time).
+async fn schedule_summary(summaries: Summaries, stop: tokio::sync::oneshot::Receiver<()>) {
+    if summaries.settings.email.is_empty() {
+        tracing::info!("no daily summary: BILLHOOK_SUMMARY_EMAIL is not set");
+        return;
+    }
+    tracing::info!(at = %summaries.settings.at, "daily summary scheduled");
+    let first = std::time::Duration::from_millis(rand::random_range(1_000..5_000));
+    let stop = async {
+        let _ = stop.await;
+    };
+    crate::schedule::every(first, std::time::Duration::from_secs(60), stop, || async {
+        if let Err(e) = summaries.tick(chrono::Utc::now()).await {
+            tracing::error!(error = %format!("{e:#}"), "the daily summary could not be written; the next minute tries again");
         }
     })
     .await;

@@ -41,6 +41,9 @@ pub struct RunSettings {
     #[command(flatten)]
     pub alerts: AlertSettings,
 
+    #[command(flatten)]
+    pub summary: crate::summary::settings::SummarySettings,
+
     // The operator console (`billhook-worker console`).
     #[command(flatten)]
     pub console: billhook_console::ConsoleSettings,

@@ -21,6 +21,8 @@ pub enum Template {
     SubscriptionCancelled,
     /// An alert's opening, reminder or resolution, to BILLHOOK_ALERT_EMAIL.
     Alert,
+    /// The daily summary, to BILLHOOK_SUMMARY_EMAIL, with its chart inline.
+    DailySummary,
 }
 
 macro_rules! built_in {
@@ -36,7 +38,7 @@ macro_rules! built_in {
 const PARTS: [&str; 3] = ["subject", "txt", "html"];
 
 impl Template {
-    pub const ALL: [Template; 9] = [
+    pub const ALL: [Template; 10] = [
         Self::OrderConfirmation,
         Self::PaymentReceipt,
         Self::PaymentFailed,
@@ -46,6 +48,7 @@ impl Template {
         Self::FinalWarning,
         Self::SubscriptionCancelled,
         Self::Alert,
+        Self::DailySummary,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Template {
             Self::FinalWarning => "final_warning",
             Self::SubscriptionCancelled => "subscription_cancelled",
             Self::Alert => "alert",
+            Self::DailySummary => "daily_summary",
         }
     }
 
@@ -77,6 +81,7 @@ impl Template {
             Self::FinalWarning => built_in!("final_warning"),
             Self::SubscriptionCancelled => built_in!("subscription_cancelled"),
             Self::Alert => built_in!("alert"),
+            Self::DailySummary => built_in!("daily_summary"),
         }
     }
 }
@@ -86,7 +91,12 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// Images the HTML shows inline (`<img src="cid:ID">`): (ID, PNG bytes).
+    pub images: Vec<(String, Vec<u8>)>,
 }
+
+/// The Content-ID of the daily summary's chart, as its HTML template names it.
+pub const CHART_ID: &str = "chart@billhook";
 
 /// Renders `template` with `data` (a JSON object). An error (a broken override, say) is one
 /// no retry will cure: the email is dead-lettered, to be requeued once the template is fixed.
@@ -126,7 +136,21 @@ pub fn render(
             .to_owned(),
         text: part("txt")?,
         html: part("html")?,
+        images: images(template, data)?,
     })
+}
+
+/// The images a template's HTML carries inline: the summary's chart, drawn from its data.
+fn images(template: Template, data: &Value) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    if template != Template::DailySummary {
+        return Ok(Vec::new());
+    }
+    let hourly = serde_json::from_value(data["hourly"].clone())
+        .context("the summary's data has no hourly series")?;
+    Ok(vec![(
+        CHART_ID.to_owned(),
+        crate::summary::chart::png(&hourly)?,
+    )])
 }
 
 /// `{{ amount | money(currency) }}`: minor units as `50.00 USD` (`5000 JPY`, `1.500 KWD`).
@@ -173,7 +197,10 @@ mod tests {
             "pay_url": "https://pay.example/in_1", "cancel_on": "2026-12-01", "trial_end": "2026-12-01",
             "subscription": "sub_1", "has_payment_method": false, "fully_refunded": false });
         // The customer's templates; the operator's (alerts) have their own test.
-        for template in Template::ALL.into_iter().filter(|t| *t != Template::Alert) {
+        for template in Template::ALL
+            .into_iter()
+            .filter(|t| !matches!(t, Template::Alert | Template::DailySummary))
+        {
             let r = render(template, None, &data).expect("renders");
             assert!(
                 !r.subject.is_empty() && !r.subject.contains('\n'),

@@ -2,7 +2,8 @@
 //! a directory (lettre's file transport) when no server is configured.
 
 use anyhow::Context as _;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncTransport as _, Message, Tokio1Executor};
 use secrecy::ExposeSecret as _;
@@ -135,11 +136,22 @@ impl Sender {
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
-        builder
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text.clone(),
-                rendered.html.clone(),
-            ))
-            .context("cannot build the message")
+        let alternative =
+            MultiPart::alternative_plain_html(rendered.text.clone(), rendered.html.clone());
+        let body = if rendered.images.is_empty() {
+            alternative
+        } else {
+            // multipart/related: the HTML and the images it shows by Content-ID.
+            let png = ContentType::parse("image/png").context("the PNG content type")?;
+            rendered.images.iter().fold(
+                MultiPart::related().multipart(alternative),
+                |related, (id, bytes)| {
+                    related.singlepart(
+                        Attachment::new_inline(id.clone()).body(bytes.clone(), png.clone()),
+                    )
+                },
+            )
+        };
+        builder.multipart(body).context("cannot build the message")
     }
 }

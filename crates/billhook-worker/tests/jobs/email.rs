@@ -88,7 +88,17 @@ fn expected(template: Template) -> (&'static str, &'static str) {
         Template::SubscriptionCancelled => ("Your subscription has been cancelled", "sub_1"),
         // An operator's email: the data above has no alert in it (tests/jobs/alerts/ send real ones).
         Template::Alert => ("[Billhook] Alert:", "What to do:"),
+        Template::DailySummary => unreachable!("sent by tests/jobs/summary.rs with its figures"),
     }
+}
+
+/// Every template but the daily summary's, which needs a day's figures to render (its own
+/// tests send it).
+fn sent_here() -> Vec<Template> {
+    Template::ALL
+        .into_iter()
+        .filter(|t| *t != Template::DailySummary)
+        .collect()
 }
 
 #[tokio::test]
@@ -96,7 +106,7 @@ async fn every_template_arrives_with_its_content_and_headers() {
     let db = TestDatabase::new().await;
     let sink = SmtpSink::start().await;
     let worker = TestWorker::spawn_with(&db.pool, settings_with_smtp(sink.port)).await;
-    for template in Template::ALL {
+    for template in sent_here() {
         enqueue(
             &db.pool,
             template,
@@ -107,13 +117,13 @@ async fn every_template_arrives_with_its_content_and_headers() {
         .await;
     }
 
-    let messages = sink.wait_for(Template::ALL.len(), WAIT).await;
+    let messages = sink.wait_for(sent_here().len(), WAIT).await;
     run_due_jobs(&db.pool).await;
     assert_eq!(
         db.count("emails WHERE status = 'sent'").await,
-        Template::ALL.len() as i64
+        sent_here().len() as i64
     );
-    for template in Template::ALL {
+    for template in sent_here() {
         let (subject, says) = expected(template);
         let message = messages
             .iter()

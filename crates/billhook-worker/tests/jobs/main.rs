@@ -11,3 +11,4 @@ mod machinery;
 mod notify;
 mod processing;
 mod retention;
+mod summary;
