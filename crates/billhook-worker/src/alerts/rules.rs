@@ -91,7 +91,7 @@ impl Rule {
             Self::EventFailures => {
                 "Open the failing events in the console and read their errors. A bug or a \
                  missing setting is fixed, then their dead letters are requeued \
-                 (`billhook-worker dead-letters requeue`); a database problem heals by itself \
+                 (`billhook-worker requeue` or scripts/requeue.sh); a database problem heals by itself \
                  as the retries run."
             }
             Self::DeadLetters | Self::AnyDeadLetter => {
