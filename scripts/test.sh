@@ -11,6 +11,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/pg.sh
 # shellcheck source=scripts/lib/browser.sh
 source scripts/lib/browser.sh
+# shellcheck source=scripts/lib/prometheus.sh
+source scripts/lib/prometheus.sh
 
 started=$SECONDS
 section() { printf '\n==> %s\n' "$*"; }
@@ -38,6 +40,11 @@ fi
 # browser is installed, or the run stops here saying what is missing (never a skipped test).
 section "Browser"
 browser_ensure || exit 1
+
+# deploy/prometheus/ is checked with promtool (Debian's prometheus package, installed when
+# missing without starting its service).
+section "Prometheus tools"
+promtool_ensure || exit 1
 
 # Leftover test databases older than this are dropped; younger ones may belong to a test run
 # going on right now on the same server.
@@ -116,6 +123,7 @@ step() {
 }
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
+step prometheus prometheus_checks
 # A hung test must fail the run, not eat CI's whole budget.
 step tests timeout "${BILLHOOK_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast "$@"
 # The fault suite's quick mode (about 3 minutes): the real binaries on a private PostgreSQL
