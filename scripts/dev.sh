@@ -106,6 +106,14 @@ fi
 # shows a whole run.
 export BILLHOOK_DUNNING_SCHEDULE=${BILLHOOK_DUNNING_SCHEDULE:-0s,10s,20s,30s}
 
+# --- alerts and the daily summary -----------------------------------------------------------
+# Emailed like every email (above), linking to the local console.
+export BILLHOOK_ALERT_EMAIL=${BILLHOOK_ALERT_EMAIL:-ops@example.com}
+export BILLHOOK_SUMMARY_EMAIL=${BILLHOOK_SUMMARY_EMAIL:-ops@example.com}
+if [ "${BILLHOOK_CONSOLE_LISTEN:-}" != off ]; then
+  export BILLHOOK_CONSOLE_URL=${BILLHOOK_CONSOLE_URL:-http://${BILLHOOK_CONSOLE_LISTEN:-127.0.0.1:9090}}
+fi
+
 # --- processes ------------------------------------------------------------------------------
 export BILLHOOK_RECEIVER_LISTEN=${BILLHOOK_RECEIVER_LISTEN:-127.0.0.1:8080}
 export BILLHOOK_RECEIVER_ADMIN_LISTEN=${BILLHOOK_RECEIVER_ADMIN_LISTEN:-127.0.0.1:9080}
@@ -185,6 +193,7 @@ Billhook is running.
   receiver admin  $admin_url/healthz  $admin_url/readyz  $admin_url/metrics
   $worker_note
   $mail_line
+  alerts          to $BILLHOOK_ALERT_EMAIL, the daily summary to $BILLHOOK_SUMMARY_EMAIL at ${BILLHOOK_SUMMARY_AT:-08:00 UTC} (docs/alerts.md)
 
 Send a signed test event, or a whole story with what Billhook did (another terminal):
   scripts/trigger.sh payment_intent.succeeded        (scripts/trigger.sh --list for all types)
