@@ -51,7 +51,7 @@ fn counted(label: &str, now: i64, before: i64) -> Value {
     row(label, count(now), count(before))
 }
 
-fn money_rows(label: &str, now: &[Money], before: &[Money]) -> Vec<Value> {
+fn money_rows(label: &str, unit: &str, now: &[Money], before: &[Money]) -> Vec<Value> {
     let currencies: BTreeSet<&str> = now
         .iter()
         .chain(before)
@@ -60,7 +60,14 @@ fn money_rows(label: &str, now: &[Money], before: &[Money]) -> Vec<Value> {
     let shown = |list: &[Money], currency: &str| {
         list.iter().find(|m| m.currency == currency).map_or_else(
             || "—".to_owned(),
-            |m| format!("{} ({})", money(m.amount, currency), count(m.count)),
+            |m| {
+                let plural = if m.count == 1 { "" } else { "s" };
+                format!(
+                    "{}, {} {unit}{plural}",
+                    money(m.amount, currency),
+                    count(m.count)
+                )
+            },
         )
     };
     if currencies.is_empty() {
@@ -131,8 +138,8 @@ fn sections(f: &Figures, b: &Figures) -> Value {
             seconds(b.lag_p99_seconds)
         ),
     ));
-    let mut money = money_rows("Paid", &f.paid, &b.paid);
-    money.extend(money_rows("Refunded", &f.refunded, &b.refunded));
+    let mut money = money_rows("Paid", "payment", &f.paid, &b.paid);
+    money.extend(money_rows("Refunded", "refund", &f.refunded, &b.refunded));
     money.push(counted("Orders paid", f.orders_paid, b.orders_paid));
     money.push(counted("Orders failed", f.orders_failed, b.orders_failed));
     money.push(counted(
