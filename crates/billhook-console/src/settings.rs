@@ -1,5 +1,7 @@
 //! Settings of the console. docs/configuration.md is the reference page.
 
+use billhook_core::config::Secret;
+
 use crate::tokens::{self, Tokens};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -17,7 +19,7 @@ pub struct ConsoleSettings {
     /// characters each). Without tokens the console refuses to listen on anything but a
     /// loopback address.
     #[arg(long = "console-tokens", env = "BILLHOOK_CONSOLE_TOKENS", value_name = "BILLHOOK_CONSOLE_TOKENS",
-          hide_env_values = true, value_parser = tokens::parse_setting)]
+          hide_env_values = true, value_parser = Secret(tokens::parse_setting))]
     pub tokens: Option<Tokens>,
 }
 

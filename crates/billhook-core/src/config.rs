@@ -14,7 +14,7 @@ use crate::stripe::WebhookSecrets;
 #[derive(clap::Args, Debug, Clone)]
 pub struct DatabaseSettings {
     /// PostgreSQL connection URL, e.g. postgres://billhook@127.0.0.1:5432/billhook.
-    #[arg(long = "database-url", env = "DATABASE_URL", value_name = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    #[arg(long = "database-url", env = "DATABASE_URL", value_name = "DATABASE_URL", hide_env_values = true, value_parser = Secret(secret))]
     pub url: SecretString,
 
     /// Most connections this process opens.
@@ -96,7 +96,7 @@ pub struct ReceiverSettings {
     /// `whsec_…` or `primary=whsec_…,connect=whsec_…`. The label of the secret that matched
     /// is stored with the event. Several are normal while rotating.
     #[arg(long = "webhook-secrets", env = "BILLHOOK_WEBHOOK_SECRETS", value_name = "BILLHOOK_WEBHOOK_SECRETS", hide_env_values = true,
-          value_parser = webhook_secrets)]
+          value_parser = Secret(webhook_secrets))]
     pub secrets: WebhookSecrets,
 
     /// Largest accepted distance between the signature's timestamp and now. 0 is refused:
@@ -188,6 +188,39 @@ pub struct ReceiverSettings {
 
     #[command(flatten)]
     pub telemetry: TelemetrySettings,
+}
+
+/// The value parser of a setting that holds a secret: its error names the setting and the
+/// reason, never the value. clap's own message for a refused value quotes it whole, which would
+/// put a webhook secret or a console token that sits beside a malformed one into a terminal, a
+/// journal or CI's log.
+#[derive(Clone, Copy)]
+pub struct Secret<T>(pub fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secret<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg
+            .and_then(clap::Arg::get_env)
+            .map(|env| env.to_string_lossy().into_owned())
+            .or_else(|| arg.map(ToString::to_string))
+            .unwrap_or_else(|| "a secret setting".to_owned());
+        let refused = |reason: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {name} (not shown): {reason}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let value = value.to_str().ok_or_else(|| refused("not UTF-8"))?;
+        (self.0)(value).map_err(|e| refused(&e))
+    }
 }
 
 fn secret(value: &str) -> Result<SecretString, String> {

@@ -46,6 +46,7 @@ pub fn settings() -> RunSettings {
         reconcile: Default::default(),
         alerts: Default::default(),
         summary: Default::default(),
+        retention: Default::default(),
         // A console on a port of its own, like the admin listener, so that tests can run
         // many workers at once.
         console: billhook_console::ConsoleSettings {

@@ -11,6 +11,7 @@
 //! - [`schedule`]: periodic tasks inside `run`, one run at a time across processes;
 //! - [`alerts`]: rules evaluated every minute, incidents, and messages to the people on call;
 //! - [`summary`]: the daily summary email of the money and the webhooks;
+//! - [`retention`]: removing what finished work leaves behind once past its time;
 //! - [`sync`]: the first sync of an existing Stripe account into the mirror;
 //! - [`daemon`]: `billhook-worker run`, its settings, admin listener and metrics;
 //! - [`console`]: the operator console (crate `billhook-console`) wired to this worker's actions;
@@ -29,6 +30,7 @@ pub mod email;
 pub mod notify;
 pub mod queue;
 pub mod reconcile;
+pub mod retention;
 pub mod schedule;
 pub mod stripe;
 pub mod summary;

@@ -116,7 +116,10 @@ pub struct EventDetail {
     pub secret_label: Option<String>,
     /// The stored request headers, without `stripe-signature`.
     pub headers: Value,
+    /// The payload as JSON; `null` once retention removed it (`pruned_at`).
     pub payload: Value,
+    /// When data retention cleared the body and headers (BILLHOOK_EVENT_RETENTION).
+    pub pruned_at: Option<DateTime<Utc>>,
     /// Every failed attempt, oldest first.
     pub failures: Vec<Value>,
     pub audit: Vec<Value>,
@@ -168,6 +171,7 @@ struct Stored {
     secret_label: Option<String>,
     headers: Value,
     body: Vec<u8>,
+    pruned_at: Option<DateTime<Utc>>,
 }
 
 /// Related rows as JSON objects, each query bound to the event id as `$1`.
@@ -182,15 +186,19 @@ pub async fn show(pool: &PgPool, id: &str) -> Result<EventDetail, ApiError> {
     let stored: Stored = sqlx::query_as(
         "SELECT id, type, api_version, livemode, account, object_id, customer_id, origin, created, \
                 signed_at, received_at, status, attempts, last_error, applied_at, secret_label, \
-                headers, body \
+                headers, body, pruned_at \
            FROM webhook_events WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
     .await?
     .ok_or_else(|| ApiError::NotFound(format!("no event {id}")))?;
-    let payload = serde_json::from_slice::<Value>(&stored.body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&stored.body).into_owned()));
+    let payload = if stored.pruned_at.is_some() {
+        Value::Null
+    } else {
+        serde_json::from_slice::<Value>(&stored.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&stored.body).into_owned()))
+    };
     // The signature header proves nothing to a reader and is a replayable credential: kept
     // in the database, never shown.
     let mut headers = stored.headers;
@@ -290,6 +298,7 @@ pub async fn show(pool: &PgPool, id: &str) -> Result<EventDetail, ApiError> {
         secret_label: stored.secret_label,
         headers,
         payload,
+        pruned_at: stored.pruned_at,
         failures,
         audit,
         dead_letter,

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use billhook_core::config::positive_duration;
+use billhook_core::config::{Secret, positive_duration};
 use reqwest::Url;
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -151,7 +151,7 @@ pub struct AlertSettings {
     /// A Slack-compatible incoming-webhook URL alerts are posted to. Never shown: its path is
     /// its credential.
     #[arg(id = "alert_slack_url", long = "alert-slack-url", env = "BILLHOOK_ALERT_SLACK_URL", hide_env_values = true,
-          value_parser = slack_url)]
+          value_parser = Secret(slack_url))]
     pub slack_url: Option<SlackUrl>,
 
     /// Send `alert.opened` and `alert.resolved` notices to the application (BILLHOOK_NOTIFY_URL).

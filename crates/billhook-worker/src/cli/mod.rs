@@ -145,4 +145,33 @@ mod tests {
     fn the_worker_command_line_is_well_formed() {
         super::Cli::command().debug_assert();
     }
+
+    /// clap quotes a refused value in its error; a secret setting's error must not.
+    #[test]
+    fn a_refused_secret_setting_is_not_shown() {
+        use clap::Parser as _;
+        let good = "ops=operate:GoodToken0123456789abcdefghij";
+        for (flag, value, secret) in [
+            (
+                "--console-tokens",
+                format!("{good},x=read:short"),
+                "GoodToken0123",
+            ),
+            (
+                "--alert-slack-url",
+                "hooks.example/services/T0/B0/SlackSecretPath".to_owned(),
+                "SlackSecretPath",
+            ),
+            ("--database-url", " ".to_owned(), " "),
+        ] {
+            let error = super::Cli::try_parse_from(["billhook-worker", flag, &value, "console"])
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains("(not shown)"), "{flag}: {error}");
+            if secret.trim().is_empty() {
+                continue;
+            }
+            assert!(!error.contains(secret), "{flag}: {error}");
+        }
+    }
 }

@@ -123,6 +123,7 @@ impl Daemon {
             settings: settings.reconcile.clone(),
             metrics: metrics.reconcile.clone(),
         });
+        settings.retention.check()?;
         crate::billing::settings::store(&pool, &settings.billing).await?;
         let admin = TcpListener::bind(&settings.admin_listen)
             .with_context(|| format!("cannot listen on {}", settings.admin_listen))?;
@@ -187,6 +188,7 @@ impl Daemon {
                 let _ = console_stopped.await;
             }))
         });
+        let retention_pool = pool.clone();
         let mut workers = Workers::new(pool, settings.queue.clone(), name.clone(), metrics.queue);
         workers.add(jobs.process_event);
         workers.add(jobs.notify_app);
@@ -220,15 +222,23 @@ impl Daemon {
         let (stop_alerts, alerts_stopped) = tokio::sync::oneshot::channel::<()>();
         let alerts_interval = settings.alerts.interval;
         let alerts_task = tokio::spawn(schedule_alerts(alerts, alerts_interval, alerts_stopped));
+        let (stop_retention, retention_stopped) = tokio::sync::oneshot::channel::<()>();
+        let retention_task = tokio::spawn(schedule_retention(
+            retention_pool,
+            settings.retention.clone(),
+            retention_stopped,
+        ));
         let (stop_summary, summary_stopped) = tokio::sync::oneshot::channel::<()>();
         let summary_task = tokio::spawn(schedule_summary(summaries, summary_stopped));
         let ended = workers.run(shutdown).await;
         let _ = stop_schedule.send(());
         let _ = stop_alerts.send(());
         let _ = stop_summary.send(());
+        let _ = stop_retention.send(());
         let _ = schedule.await;
         let _ = alerts_task.await;
         let _ = summary_task.await;
+        let _ = retention_task.await;
         let _ = stop_console.send(());
         if let Some(task) = console_task {
             match task.await {
@@ -270,6 +280,25 @@ async fn schedule_alerts(
             Ok(crate::alerts::Tick::Skipped(why)) => tracing::debug!(why, "alert evaluation skipped"),
             Ok(crate::alerts::Tick::Evaluated(_)) => {}
             Err(e) => tracing::error!(error = %format!("{e:#}"), "alert evaluation failed; the next interval tries again"),
+        }
+    })
+    .await;
+}
+
+/// Removes finished work past its time every BILLHOOK_RETENTION_INTERVAL (one process at a
+/// time, in small batches).
+async fn schedule_retention(
+    pool: sqlx::PgPool,
+    settings: crate::retention::settings::RetentionSettings,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let first = std::time::Duration::from_millis(rand::random_range(5_000..15_000));
+    let stop = async {
+        let _ = stop.await;
+    };
+    crate::schedule::every(first, settings.interval, stop, || async {
+        if let Err(e) = crate::retention::tick(&pool, &settings, chrono::Utc::now()).await {
+            tracing::error!(error = %format!("{e:#}"), "retention could not run; the next interval tries again");
         }
     })
     .await;

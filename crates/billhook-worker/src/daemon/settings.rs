@@ -44,6 +44,9 @@ pub struct RunSettings {
     #[command(flatten)]
     pub summary: crate::summary::settings::SummarySettings,
 
+    #[command(flatten)]
+    pub retention: crate::retention::settings::RetentionSettings,
+
     // The operator console (`billhook-worker console`).
     #[command(flatten)]
     pub console: billhook_console::ConsoleSettings,

@@ -37,3 +37,214 @@ async fn only_finished_jobs_older_than_the_retention_are_deleted() {
         ]
     );
 }
+
+mod events {
+    //! Data retention (issue 16): what finished work leaves behind goes once past its time;
+    //! the mirror, orders, ledger and audit log never; a redelivery of a pruned event is still
+    //! a duplicate while its id is kept.
+
+    use std::time::Duration;
+
+    use billhook_testkit::TestReceiver;
+    use billhook_testkit::billing::{Applier, context, create_order, snapshot};
+    use billhook_testkit::fixtures::ApiShape;
+    use billhook_testkit::scenarios::{self, Scenario};
+    use billhook_worker::retention::{self, settings::RetentionSettings};
+    use chrono::Utc;
+    use serde_json::Value;
+
+    use crate::console::harness::Console;
+
+    const DAY: i64 = 24 * 3600;
+
+    /// Table by table, so a failure names the table.
+    fn same_mirror(now: &Value, before: &Value) {
+        let tables = before.as_object().expect("tables");
+        for (table, rows) in tables {
+            // Notices to the application are finished work: retention removes them.
+            if table == "once_per_order_notices" {
+                continue;
+            }
+            assert_eq!(&now[table], rows, "{table} changed");
+        }
+        assert_eq!(now.as_object().expect("tables").len(), tables.len());
+    }
+
+    async fn exec(pool: &sqlx::PgPool, sql: &'static str) {
+        sqlx::query(sql)
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    #[tokio::test]
+    async fn only_finished_work_past_its_time_goes_and_a_pruned_event_is_still_a_duplicate() {
+        let app = TestReceiver::spawn().await;
+        let pool = &app.db.pool;
+        let applier = Applier::new(pool, context());
+        create_order(pool, scenarios::ORDER_REFERENCE, scenarios::SESSION).await;
+        let mut events: Vec<Value> = Vec::new();
+        for scenario in [
+            Scenario::CheckoutPaidThenRefunded,
+            Scenario::RenewalNeverRecovers,
+        ] {
+            for event in scenario.events(ApiShape::Dahlia) {
+                applier.deliver(&event).await.expect("applied");
+                events.push(event);
+            }
+        }
+        // One event received and never processed (its job waits), one that failed for good.
+        let waiting = billhook_testkit::fixtures::event("customer.updated", ApiShape::Dahlia)
+            .expect("fixture");
+        billhook_testkit::billing::store(pool, &waiting).await;
+        exec(pool, "UPDATE webhook_events SET status = 'dead' WHERE id = (SELECT id FROM webhook_events WHERE status = 'received' LIMIT 1)").await;
+        let dead_id: String =
+            sqlx::query_scalar("SELECT id FROM webhook_events WHERE status = 'dead'")
+                .fetch_one(pool)
+                .await
+                .expect("dead event");
+        // Everything 100 days old, but for the last event of the refund story: 10 days.
+        exec(
+            pool,
+            "UPDATE webhook_events SET received_at = now() - interval '100 days'",
+        )
+        .await;
+        let recent = events[3]["id"].as_str().expect("id").to_owned();
+        sqlx::query(
+            "UPDATE webhook_events SET received_at = now() - interval '10 days' WHERE id = $1",
+        )
+        .bind(&recent)
+        .execute(pool)
+        .await
+        .expect("recent");
+        exec(pool, "UPDATE emails SET created_at = now() - interval '100 days', status = 'sent', sent_at = now() - interval '100 days'").await;
+        exec(pool, "INSERT INTO emails (id, template, source, recipient, data, status, attempts, created_at) \
+                    VALUES ('eml_pending_old', 'payment_receipt', 'src_pending', 'a@example.com', '{}', 'pending', 3, now() - interval '100 days')").await;
+        exec(pool, "INSERT INTO app_notifications (id, type, dedupe_key, event_id, body, status, created_at) VALUES \
+                    ('ntf_old', 'test.retention', 'k_old', 'evt_x', '{}', 'delivered', now() - interval '100 days'), \
+                    ('ntf_new', 'test.retention', 'k_new', 'evt_x', '{}', 'delivered', now() - interval '10 days'), \
+                    ('ntf_dead', 'test.retention', 'k_dead', 'evt_x', '{}', 'dead', now() - interval '100 days')").await;
+        exec(
+            pool,
+            "INSERT INTO job_failures (job_id, kind, attempt, retryable, error, failed_at) VALUES \
+                    ('job_done', 'send_email', 1, true, 'x', now() - interval '100 days'), \
+                    ('job_dead', 'notify_app', 1, true, 'x', now() - interval '100 days'), \
+                    ('job_done', 'send_email', 2, true, 'x', now() - interval '10 days')",
+        )
+        .await;
+        exec(pool, "INSERT INTO dead_letters (job_id, kind, queue, argument, error, attempts, history, dead_at, requeued_at) VALUES \
+                    ('job_requeued', 'send_email', 'q', '{}', 'x', 3, '[]', now() - interval '101 days', now() - interval '100 days'), \
+                    ('job_dead', 'notify_app', 'q', '{}', 'x', 3, '[]', now() - interval '100 days', NULL)").await;
+
+        let mirror = snapshot(pool).await;
+        let audit = app.db.count("audit_log").await;
+        let dunning = app.db.count("dunning_runs").await;
+        let finished_old = app
+            .db
+            .count("webhook_events WHERE status IN ('applied', 'ignored', 'stale') AND received_at < now() - interval '90 days'")
+            .await;
+        assert!(finished_old > 5, "{finished_old}");
+
+        let settings = RetentionSettings::default();
+        let now = Utc::now();
+        let pruned = retention::prune(pool, &settings, now, Duration::ZERO)
+            .await
+            .expect("prune");
+        assert_eq!(pruned.event_bodies, finished_old as u64);
+        assert_eq!(pruned.event_rows, 0, "ids are kept 400 days");
+        assert_eq!(
+            app.db
+                .count("webhook_events WHERE pruned_at IS NOT NULL AND body = ''::bytea AND headers = '{}'")
+                .await,
+            finished_old
+        );
+        // The recent event and the dead one keep their bodies.
+        for id in [&recent, &dead_id] {
+            let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM webhook_events WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .expect("body");
+            assert!(!body.is_empty(), "{id} keeps its body");
+        }
+        assert_eq!(
+            app.db.count("emails").await,
+            1,
+            "only the pending email is left"
+        );
+        assert_eq!(app.db.count("emails WHERE id = 'eml_pending_old'").await, 1);
+        assert_eq!(
+            sqlx::query_scalar::<_, String>(
+                "SELECT string_agg(id, ',' ORDER BY id) FROM app_notifications WHERE id LIKE 'ntf\\_%' AND length(id) < 10"
+            )
+            .fetch_one(pool)
+            .await
+            .expect("notices"),
+            "ntf_dead,ntf_new"
+        );
+        assert_eq!(
+            app.db.count("job_failures WHERE job_id = 'job_dead'").await,
+            1,
+            "a dead job keeps its history"
+        );
+        assert_eq!(
+            app.db.count("job_failures WHERE job_id = 'job_done'").await,
+            1,
+            "the recent attempt stays"
+        );
+        assert_eq!(app.db.count("dead_letters").await, 1);
+        assert_eq!(
+            app.db.count("dead_letters WHERE job_id = 'job_dead'").await,
+            1
+        );
+        // Nothing the business needs moved.
+        same_mirror(&snapshot(pool).await, &mirror);
+        assert_eq!(app.db.count("audit_log").await, audit);
+        assert_eq!(app.db.count("dunning_runs").await, dunning);
+        // A second pass finds nothing more.
+        let again = retention::prune(pool, &settings, now, Duration::ZERO)
+            .await
+            .expect("prune");
+        assert_eq!(again.total(), 0, "{again:?}");
+
+        // Stripe delivers a pruned event again: still a duplicate, nothing queued, still pruned.
+        let jobs = app.db.count("apalis.jobs").await;
+        let pruned_event = &events[0];
+        let answer = app.deliver(pruned_event).await;
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.expect("JSON");
+        assert_eq!(body["duplicate"], true);
+        assert_eq!(app.db.count("apalis.jobs").await, jobs);
+
+        // The console says the payload is gone, and still shows what the event did.
+        let console = Console::start(pool).await;
+        let shown = console
+            .json(&format!(
+                "/events/{}",
+                pruned_event["id"].as_str().expect("id")
+            ))
+            .await;
+        assert!(shown["payload"].is_null(), "{shown}");
+        assert!(shown["pruned_at"].is_string(), "{shown}");
+        assert!(!shown["audit"].as_array().expect("audit").is_empty());
+        console.stop().await;
+
+        // 320 days on, the ids of the events received 100 days ago are 420 days old: their rows
+        // go, but for the dead one (unfinished work).
+        let later = now + chrono::Duration::seconds(320 * DAY);
+        let pruned = retention::prune(pool, &settings, later, Duration::ZERO)
+            .await
+            .expect("prune");
+        assert_eq!(pruned.event_rows, finished_old as u64);
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM webhook_events WHERE id = $1")
+                .bind(&dead_id)
+                .fetch_one(pool)
+                .await
+                .expect("count"),
+            1
+        );
+        same_mirror(&snapshot(pool).await, &mirror);
+        assert_eq!(app.db.count("audit_log").await, audit);
+    }
+}
