@@ -4,4 +4,5 @@
 
 mod migrate;
 mod reconcile;
+mod scale_out;
 mod worker;

@@ -32,7 +32,7 @@ pub(crate) fn worker(database_url: &str) -> Command {
 pub(crate) struct Running(Child);
 
 impl Running {
-    fn start(database_url: &str) -> Self {
+    pub(crate) fn start(database_url: &str) -> Self {
         let child = worker(database_url)
             .arg("run")
             .stdout(Stdio::null())
