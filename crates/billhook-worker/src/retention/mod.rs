@@ -6,7 +6,7 @@
 //!   and its id stay), and the rows of finished follow-up work go: sent and skipped emails,
 //!   delivered and skipped notices, delivered alert posts, failed attempts of jobs that are not
 //!   dead, dead letters that were requeued.
-//! - After BILLHOOK_EVENT_ID_RETENTION (400 days): the pruned event rows themselves, so a late
+//! - After BILLHOOK_EVENT_ID_RETENTION (120 days): the pruned event rows themselves, so a late
 //!   redelivery is recognised as a duplicate until then.
 //! - Never: the mirror, orders, the ledger, the audit log, dunning runs, alert incidents, and
 //!   anything unfinished (an event that failed keeps its body for its replay).

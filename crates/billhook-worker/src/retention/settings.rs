@@ -31,7 +31,7 @@ pub struct RetentionSettings {
     /// An event's id (its row without the body) is kept this long, so that a late redelivery
     /// is still recognised as a duplicate; then the row goes. At least the event retention.
     #[arg(id = "event_id_retention", long = "event-id-retention", env = "BILLHOOK_EVENT_ID_RETENTION",
-          default_value = "400d", value_parser = at_least_30_days)]
+          default_value = "120d", value_parser = at_least_30_days)]
     pub ids: Duration,
 
     /// How often `run` removes what is past its time (one process at a time, in small
@@ -45,7 +45,7 @@ impl Default for RetentionSettings {
     fn default() -> Self {
         Self {
             events: Duration::from_secs(90 * 24 * 3600),
-            ids: Duration::from_secs(400 * 24 * 3600),
+            ids: Duration::from_secs(120 * 24 * 3600),
             interval: Duration::from_secs(3600),
         }
     }
