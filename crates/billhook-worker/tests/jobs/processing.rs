@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use billhook_testkit::fixtures::{self, ApiShape};
-use billhook_testkit::worker::run_due_jobs;
+use billhook_testkit::worker::{run_due_jobs, wait_for_count};
 use billhook_testkit::{TestReceiver, TestWorker};
 use billhook_worker::queue::dead_letter::{self, Selection};
 use sqlx::PgPool;
@@ -375,21 +375,27 @@ async fn an_undecodable_job_argument_is_dead_lettered_and_the_worker_keeps_going
 async fn shutdown_lets_the_job_in_flight_finish() {
     let app = TestReceiver::spawn().await;
     let worker = TestWorker::spawn(&app.db.pool).await;
-    // Hold the event row so the job blocks inside its transaction.
+    // Hold the lock a ProcessEvent job takes on its Stripe object (with the event's row, in
+    // one statement) before the event exists, so its job blocks inside its transaction
+    // whenever the worker fetches it; then wait until it has.
     let mut blocker = app.db.pool.begin().await.expect("tx");
-    let id = {
-        let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
-        let id = event["id"].as_str().expect("id").to_owned();
-        // Store first, then lock, so the worker finds the row and waits on it.
-        assert_eq!(app.deliver(&event).await.status(), 200);
-        sqlx::query("SELECT 1 FROM webhook_events WHERE id = $1 FOR UPDATE")
-            .bind(&id)
-            .execute(&mut *blocker)
-            .await
-            .expect("lock");
-        id
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let event = fixtures::event("customer.created", ApiShape::Dahlia).expect("fixture");
+    let id = event["id"].as_str().expect("id").to_owned();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(event["data"]["object"]["id"].as_str().expect("object id"))
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    assert_eq!(app.deliver(&event).await.status(), 200);
+    wait_for_count(
+        &app.db.pool,
+        "SELECT count(*) FROM pg_stat_activity \
+          WHERE wait_event_type = 'Lock' AND query LIKE '%pg_advisory_xact_lock%' \
+            AND datname = current_database()",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
 
     let stopping = tokio::spawn(worker.stop());
     tokio::time::sleep(Duration::from_millis(500)).await;
