@@ -17,6 +17,8 @@ source scripts/lib/prometheus.sh
 source scripts/lib/systemd.sh
 # shellcheck source=scripts/lib/kubernetes.sh
 source scripts/lib/kubernetes.sh
+# shellcheck source=scripts/lib/compose.sh
+source scripts/lib/compose.sh
 
 started=$SECONDS
 section() { printf '\n==> %s\n' "$*"; }
@@ -141,6 +143,7 @@ step clippy cargo clippy --workspace --all-targets -- -D warnings
 step prometheus prometheus_checks
 step systemd systemd_checks
 step kubernetes kubernetes_checks
+step compose compose_checks
 # A hung test must fail the run, not eat CI's whole budget.
 step tests timeout "${BILLHOOK_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast "$@"
 # The fault suite's quick mode (about 3 minutes): the real binaries on a private PostgreSQL

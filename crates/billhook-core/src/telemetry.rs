@@ -122,3 +122,57 @@ fn install_with(
         .context("a tracing subscriber is already installed")?;
     Ok(TelemetryGuard { provider })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+    /// A collector stand-in: answers 200 to every request and reports each request line.
+    fn collector() -> (String, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = std::io::Read::read_exact(&mut reader, &mut body);
+                let _ = (&stream).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                let _ = tx.send(line.trim().to_owned());
+            }
+        });
+        (url, rx)
+    }
+
+    /// The exporter the binaries build, on its own export thread as in production: a span
+    /// reaches the collector (with the async HTTP client it panicked there and sent nothing).
+    #[test]
+    fn spans_reach_the_otlp_endpoint() {
+        let (url, requests) = collector();
+        let provider = super::tracer_provider("billhook-test", Some(&url)).expect("provider");
+        provider.tracer("test").in_span("a span", |_| {});
+        provider.force_flush().expect("flush");
+        let request = requests
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the collector got a request");
+        assert_eq!(request, "POST /v1/traces HTTP/1.1");
+        let _ = provider.shutdown();
+    }
+}
