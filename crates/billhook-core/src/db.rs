@@ -75,6 +75,36 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
+/// Like [`connect`], retrying for up to `wait` while PostgreSQL cannot be reached (down,
+/// restarting, refusing connections): a daemon started during an outage waits for the
+/// database, saying so, instead of exiting at once for its supervisor to restart it (ever more
+/// slowly, under Kubernetes). Any other error (a refused password, a missing database) fails at
+/// once.
+pub async fn connect_waiting(
+    settings: &DatabaseSettings,
+    wait: std::time::Duration,
+) -> anyhow::Result<PgPool> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        let options = connect_options(settings)?;
+        match pool_options(settings, &options).connect_with(options).await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if errors::is_unavailable(&e) && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, retry_in = ?delay,
+                    "PostgreSQL cannot be reached yet; waiting for it");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context("cannot connect to PostgreSQL (DATABASE_URL)")
+                );
+            }
+        }
+    }
+}
+
 /// Runs apalis's setup, then Billhook's migrations. Safe to run again, and from several
 /// processes at once (both migrators take an advisory lock).
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<Migrated> {

@@ -75,8 +75,15 @@ pub enum Command {
 
 /// Runs the chosen subcommand to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let pool = billhook_core::db::connect(&cli.database).await?;
-    match cli.command.unwrap_or(Command::Run) {
+    let command = cli.command.unwrap_or(Command::Run);
+    // The daemon waits for a database that is down as long as it would keep running without
+    // one (BILLHOOK_WORKER_GIVE_UP_AFTER); a one-off command fails at once.
+    let pool = if matches!(command, Command::Run) {
+        billhook_core::db::connect_waiting(&cli.database, cli.run.queue.give_up_after).await?
+    } else {
+        billhook_core::db::connect(&cli.database).await?
+    };
+    match command {
         Command::Run => {
             let daemon = crate::daemon::Daemon::build(pool, cli.run).await?;
             daemon.run(billhook_core::shutdown::signal()).await

@@ -113,3 +113,77 @@ async fn outage(kind: Outage) {
         .await
         .expect("the worker is still running and stops cleanly");
 }
+
+/// `billhook-worker run` started while PostgreSQL cannot be reached waits for it (the chaos
+/// suite caught a worker restarted during a PostgreSQL restart exiting at once), while a
+/// one-off connection gives up at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_started_during_an_outage_waits_for_the_database() {
+    use clap::Parser as _;
+    let db = billhook_testkit::TestDatabase::new().await;
+    let mut url = url::Url::parse(&db.url).expect("URL");
+    let target = tokio::net::lookup_host(format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    ))
+    .await
+    .expect("resolve")
+    .next()
+    .expect("an address");
+    let proxy = CuttableProxy::start(target).await;
+    url.set_host(Some("127.0.0.1")).expect("host");
+    url.set_port(Some(proxy.address.port())).expect("port");
+    proxy.cut();
+    let settings = billhook_worker::cli::Cli::try_parse_from([
+        "billhook-worker",
+        "--database-url",
+        url.as_str(),
+        "--database-timeout",
+        "1s",
+    ])
+    .expect("settings")
+    .database;
+
+    assert!(
+        billhook_core::db::connect(&settings).await.is_err(),
+        "a one-off connection fails at once"
+    );
+    let waiting = tokio::spawn({
+        let settings = settings.clone();
+        async move { billhook_core::db::connect_waiting(&settings, Duration::from_secs(60)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !waiting.is_finished(),
+        "still waiting while the database is away"
+    );
+    proxy.restore().await;
+    let pool = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("connected once the database is back")
+        .expect("join")
+        .expect("a pool");
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .expect("a query");
+    assert_eq!(one, 1);
+    // A database that is there but refuses the login is not waited for.
+    let mut wrong = url.clone();
+    wrong.set_username("no_such_role").expect("user");
+    let refused = billhook_worker::cli::Cli::try_parse_from([
+        "billhook-worker",
+        "--database-url",
+        wrong.as_str(),
+    ])
+    .expect("settings")
+    .database;
+    let started = std::time::Instant::now();
+    assert!(
+        billhook_core::db::connect_waiting(&refused, Duration::from_secs(60))
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
