@@ -9,6 +9,11 @@
 -- and 1.1% still received; 1 audit entry per applied event; an order for 5% and an email for 10%
 -- of events; a notice for 5%.
 \set ON_ERROR_STOP on
+-- -v days_ago=N moves every event N days further back (bench/retention.sh: past the retention).
+\if :{?days_ago}
+\else
+\set days_ago 0
+\endif
 SET synchronous_commit = off;
 
 -- Customers, each with a subscription (one item), two invoices, two payments and a card.
@@ -56,7 +61,7 @@ SELECT g,
        (ARRAY['customer.updated', 'invoice.paid', 'invoice.payment_succeeded', 'payment_intent.succeeded',
               'charge.succeeded', 'checkout.session.completed', 'customer.subscription.updated',
               'invoice.finalized', 'invoice.payment_failed', 'customer.created'])[1 + g % 10] AS type,
-       now() - (g::float8 / :events) * interval '60 days' AS at,
+       now() - :days_ago * interval '1 day' - (g::float8 / :events) * interval '60 days' AS at,
        'cus_b' || lpad((1 + g % :customers)::text, 8, '0') AS customer,
        CASE WHEN g % 200 = 7 THEN 'dead' WHEN g % 200 = 8 THEN 'failed'
             WHEN g % 100 = 9 THEN 'ignored' WHEN g % 100 = 10 THEN 'stale'

@@ -6,6 +6,7 @@ pub mod dead_letters;
 #[cfg(test)]
 mod documented_settings;
 pub mod reconcile;
+pub mod retention;
 pub mod since;
 pub mod summary;
 pub mod sync;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Alerts: the incidents, acknowledging one, evaluating the rules now.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Apply data retention now (the daemon does it every BILLHOOK_RETENTION_INTERVAL);
+    /// --dry-run counts what would go.
+    Retention(retention::RetentionArgs),
     /// The daily summary of one day: print it, or send it again.
     Summary(summary::SummaryArgs),
     /// Fill the mirror from an existing Stripe account's lists (no emails, notices or ledger
@@ -130,6 +134,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts(command) => {
             billhook_core::db::check_migrated(&pool).await?;
             alerts::run(&pool, &cli.run, command).await
+        }
+        Command::Retention(args) => {
+            billhook_core::db::check_migrated(&pool).await?;
+            retention::run(&pool, &cli.run.retention, args).await
         }
         Command::Summary(args) => {
             billhook_core::db::check_migrated(&pool).await?;

@@ -60,6 +60,110 @@ fn before(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
     now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
 }
 
+/// The pause between batches of a scheduled pass or the command's: a batch holds its row
+/// locks for milliseconds, and the pause leaves the database to ingest between them.
+pub const PAUSE: Duration = Duration::from_millis(50);
+
+/// Which cut-off a sweep compares with.
+#[derive(Clone, Copy)]
+enum Cutoff {
+    /// BILLHOOK_EVENT_RETENTION: bodies and finished follow-up work.
+    Events,
+    /// BILLHOOK_EVENT_ID_RETENTION: the rows of events.
+    Ids,
+}
+
+/// Rows removed outright once past their time: `predicate` selects them (`$1` is the
+/// cut-off), the same text for the deletion and for `--dry-run`'s count.
+struct Sweep {
+    what: &'static str,
+    table: &'static str,
+    key: &'static str,
+    predicate: &'static str,
+    order: &'static str,
+    cutoff: Cutoff,
+}
+
+const SWEEPS: [Sweep; 6] = [
+    Sweep {
+        what: "event_rows",
+        table: "webhook_events",
+        key: "id",
+        predicate: "received_at < $1 AND status IN ('applied', 'ignored', 'stale')",
+        order: "ORDER BY received_at",
+        cutoff: Cutoff::Ids,
+    },
+    Sweep {
+        what: "emails",
+        table: "emails",
+        key: "id",
+        predicate: "created_at < $1 AND status IN ('sent', 'skipped')",
+        order: "ORDER BY created_at",
+        cutoff: Cutoff::Events,
+    },
+    Sweep {
+        what: "notices",
+        table: "app_notifications",
+        key: "id",
+        predicate: "created_at < $1 AND status IN ('delivered', 'skipped')",
+        order: "ORDER BY created_at",
+        cutoff: Cutoff::Events,
+    },
+    Sweep {
+        what: "alert_posts",
+        table: "alert_posts",
+        key: "id",
+        predicate: "created_at < $1 AND status = 'delivered'",
+        order: "",
+        cutoff: Cutoff::Events,
+    },
+    Sweep {
+        what: "job_failures",
+        table: "job_failures",
+        key: "id",
+        predicate: "failed_at < $1 AND NOT EXISTS (SELECT 1 FROM dead_letters d \
+                    WHERE d.job_id = job_failures.job_id AND d.requeued_at IS NULL)",
+        order: "ORDER BY failed_at",
+        cutoff: Cutoff::Events,
+    },
+    Sweep {
+        what: "dead_letters",
+        table: "dead_letters",
+        key: "job_id",
+        predicate: "requeued_at < $1",
+        order: "",
+        cutoff: Cutoff::Events,
+    },
+];
+
+impl Pruned {
+    fn add(&mut self, what: &str, n: u64) {
+        match what {
+            "event_bodies" => self.event_bodies += n,
+            "event_rows" => self.event_rows += n,
+            "emails" => self.emails += n,
+            "notices" => self.notices += n,
+            "alert_posts" => self.alert_posts += n,
+            "job_failures" => self.job_failures += n,
+            "dead_letters" => self.dead_letters += n,
+            other => unreachable!("no retention sweep is called {other}"),
+        }
+    }
+
+    /// Each kind with its count, in the order a pass removes them.
+    pub fn kinds(&self) -> [(&'static str, u64); 7] {
+        [
+            ("event bodies cleared", self.event_bodies),
+            ("event rows deleted (ids)", self.event_rows),
+            ("emails", self.emails),
+            ("notices", self.notices),
+            ("alert posts", self.alert_posts),
+            ("job failures", self.job_failures),
+            ("requeued dead letters", self.dead_letters),
+        ]
+    }
+}
+
 /// Removes everything past its time at `now`, batch after batch, pausing `pause` between
 /// batches. The caller holds the task lock (or is a test).
 pub async fn prune(
@@ -68,77 +172,52 @@ pub async fn prune(
     now: DateTime<Utc>,
     pause: Duration,
 ) -> sqlx::Result<Pruned> {
+    prune_reporting(pool, settings, now, pause, &mut |_| {}).await
+}
+
+/// [`prune`], calling `progress` with the running totals after every batch.
+pub async fn prune_reporting(
+    pool: &PgPool,
+    settings: &RetentionSettings,
+    now: DateTime<Utc>,
+    pause: Duration,
+    progress: &mut (dyn FnMut(&Pruned) + Send),
+) -> sqlx::Result<Pruned> {
     let cutoff = before(now, settings.events);
     let id_cutoff = before(now, settings.ids);
     let mut pruned = Pruned::default();
     loop {
         let n = prune_bodies(pool, cutoff).await?;
         pruned.event_bodies += n.0;
+        progress(&pruned);
         if n.1 {
             break;
         }
         tokio::time::sleep(pause).await;
     }
     // Each statement removes up to BATCH rows; repeated while a batch comes back full.
-    let statements: [(&str, &'static str, DateTime<Utc>); 6] = [
-        (
-            "event_rows",
-            "DELETE FROM webhook_events WHERE id IN (SELECT id FROM webhook_events \
-               WHERE received_at < $1 AND status IN ('applied', 'ignored', 'stale') \
-               ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            id_cutoff,
-        ),
-        (
-            "emails",
-            "DELETE FROM emails WHERE id IN (SELECT id FROM emails \
-               WHERE created_at < $1 AND status IN ('sent', 'skipped') \
-               ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            cutoff,
-        ),
-        (
-            "notices",
-            "DELETE FROM app_notifications WHERE id IN (SELECT id FROM app_notifications \
-               WHERE created_at < $1 AND status IN ('delivered', 'skipped') \
-               ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            cutoff,
-        ),
-        (
-            "alert_posts",
-            "DELETE FROM alert_posts WHERE id IN (SELECT id FROM alert_posts \
-               WHERE created_at < $1 AND status = 'delivered' LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            cutoff,
-        ),
-        (
-            "job_failures",
-            "DELETE FROM job_failures WHERE id IN (SELECT f.id FROM job_failures f \
-               WHERE f.failed_at < $1 AND NOT EXISTS (SELECT 1 FROM dead_letters d \
-                     WHERE d.job_id = f.job_id AND d.requeued_at IS NULL) \
-               ORDER BY f.failed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            cutoff,
-        ),
-        (
-            "dead_letters",
-            "DELETE FROM dead_letters WHERE job_id IN (SELECT job_id FROM dead_letters \
-               WHERE requeued_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            cutoff,
-        ),
-    ];
-    for (what, sql, before) in statements {
+    for sweep in &SWEEPS {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {predicate} \
+             {order} LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            table = sweep.table,
+            key = sweep.key,
+            predicate = sweep.predicate,
+            order = sweep.order,
+        );
+        let before = match sweep.cutoff {
+            Cutoff::Events => cutoff,
+            Cutoff::Ids => id_cutoff,
+        };
         loop {
-            let n = sqlx::query(sql)
+            let n = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(before)
                 .bind(BATCH)
                 .execute(pool)
                 .await?
                 .rows_affected();
-            match what {
-                "event_rows" => pruned.event_rows += n,
-                "emails" => pruned.emails += n,
-                "notices" => pruned.notices += n,
-                "alert_posts" => pruned.alert_posts += n,
-                "job_failures" => pruned.job_failures += n,
-                _ => pruned.dead_letters += n,
-            }
+            pruned.add(sweep.what, n);
+            progress(&pruned);
             if n < BATCH as u64 {
                 break;
             }
@@ -146,6 +225,47 @@ pub async fn prune(
         }
     }
     Ok(pruned)
+}
+
+/// What a pass at `now` would remove, counted without changing anything (`--dry-run`). Each
+/// count reads the whole of what it selects: on a large first pass it takes seconds.
+pub async fn pending(
+    pool: &PgPool,
+    settings: &RetentionSettings,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Pruned> {
+    let cutoff = before(now, settings.events);
+    let id_cutoff = before(now, settings.ids);
+    let mut pending = Pruned::default();
+    // Bodies: from the watermark on, as the pass walks them.
+    let bodies: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_events e \
+          WHERE received_at < $1 AND status IN ('applied', 'ignored', 'stale') \
+            AND pruned_at IS NULL \
+            AND NOT EXISTS (SELECT 1 FROM retention_state r \
+                             WHERE (e.received_at, e.id) <= (r.events_until, r.events_until_id))",
+    )
+    .bind(cutoff)
+    .fetch_one(pool)
+    .await?;
+    pending.event_bodies = bodies as u64;
+    for sweep in &SWEEPS {
+        let sql = format!(
+            "SELECT count(*) FROM {table} WHERE {predicate}",
+            table = sweep.table,
+            predicate = sweep.predicate,
+        );
+        let before = match sweep.cutoff {
+            Cutoff::Events => cutoff,
+            Cutoff::Ids => id_cutoff,
+        };
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(before)
+            .fetch_one(pool)
+            .await?;
+        pending.add(sweep.what, n as u64);
+    }
+    Ok(pending)
 }
 
 /// Clears the bodies of one batch of finished events received before `cutoff`, from the
@@ -207,7 +327,7 @@ pub async fn tick(
     let Ok(lock) = TaskLock::try_acquire(pool, TASK).await? else {
         return Ok(None);
     };
-    let result = prune(pool, settings, now, Duration::from_millis(50)).await;
+    let result = prune(pool, settings, now, PAUSE).await;
     lock.release().await;
     let pruned = result?;
     if pruned.total() > 0 {

@@ -248,3 +248,117 @@ mod events {
         assert_eq!(app.db.count("audit_log").await, audit);
     }
 }
+
+mod command {
+    //! `billhook-worker retention [--dry-run]`, as an operator runs it: the dry run counts and
+    //! changes nothing, a pass removes what the count said, a pass refuses to run beside
+    //! another one, and a retention under Stripe's 30 days is refused.
+
+    use std::process::{Command, Output};
+
+    use billhook_testkit::TestDatabase;
+    use billhook_testkit::fixtures::{self, ApiShape};
+    use billhook_worker::retention;
+    use billhook_worker::schedule::TaskLock;
+
+    fn worker(db: &TestDatabase, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_billhook-worker"))
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("BILLHOOK_LOG_FORMAT", "text")
+            .args(args)
+            .output()
+            .expect("run billhook-worker")
+    }
+
+    fn text(output: &Output) -> (String, String) {
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// The number on the line of `what` in the command's table.
+    fn count(stdout: &str, what: &str) -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(what))
+            .unwrap_or_else(|| panic!("no `{what}` line in:\n{stdout}"));
+        line.split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count on `{line}`"))
+    }
+
+    #[tokio::test]
+    async fn the_command_counts_then_prunes_once_and_never_beside_another_pass() {
+        let db = TestDatabase::new().await;
+        let pool = &db.pool;
+        for _ in 0..5 {
+            let event = fixtures::event("customer.updated", ApiShape::Dahlia).expect("fixture");
+            billhook_testkit::billing::store(pool, &event).await;
+        }
+        // Three finished 100 days ago, one failed then (it keeps its body), one recent.
+        sqlx::raw_sql(
+            "UPDATE webhook_events SET status = 'applied', received_at = now() - interval '100 days' \
+              WHERE id IN (SELECT id FROM webhook_events ORDER BY id LIMIT 3);
+             UPDATE webhook_events SET status = 'dead', received_at = now() - interval '100 days' \
+              WHERE id = (SELECT id FROM webhook_events WHERE status = 'received' ORDER BY id LIMIT 1);
+             INSERT INTO emails (id, template, source, recipient, data, status, attempts, created_at) VALUES \
+               ('eml_old_sent', 'payment_receipt', 'src_a', 'a@example.com', '{}', 'sent', 1, now() - interval '100 days'), \
+               ('eml_old_pending', 'payment_receipt', 'src_b', 'b@example.com', '{}', 'pending', 3, now() - interval '100 days');",
+        )
+        .execute(pool)
+        .await
+        .expect("seed");
+        let bodies = "webhook_events WHERE octet_length(body) > 0";
+        assert_eq!(db.count(bodies).await, 5);
+
+        let dry = worker(&db, &["retention", "--dry-run"]);
+        let (out, err) = text(&dry);
+        assert!(dry.status.success(), "{out}\n{err}");
+        assert_eq!(count(&out, "event bodies cleared"), 3, "{out}");
+        assert_eq!(count(&out, "emails"), 1, "{out}");
+        assert!(out.contains("would remove 4 rows"), "{out}");
+        assert_eq!(db.count(bodies).await, 5, "a dry run changes nothing");
+        assert_eq!(db.count("emails").await, 2);
+
+        // Another process is pruning: the command refuses and removes nothing.
+        let held = TaskLock::try_acquire(pool, retention::TASK)
+            .await
+            .expect("query")
+            .unwrap_or_else(|_| panic!("the lock is free"));
+        let busy = worker(&db, &["retention"]);
+        let (out, err) = text(&busy);
+        assert!(!busy.status.success(), "{out}");
+        assert!(
+            err.contains("another process is applying retention"),
+            "{err}"
+        );
+        assert_eq!(db.count(bodies).await, 5);
+        held.release().await;
+
+        let pass = worker(&db, &["retention"]);
+        let (out, err) = text(&pass);
+        assert!(pass.status.success(), "{out}\n{err}");
+        assert_eq!(count(&out, "event bodies cleared"), 3, "{out}");
+        assert_eq!(count(&out, "emails"), 1, "{out}");
+        assert!(out.contains("removed 4 rows"), "{out}");
+        assert_eq!(
+            db.count(bodies).await,
+            2,
+            "the dead and the recent event keep theirs"
+        );
+        assert_eq!(db.count("emails WHERE id = 'eml_old_pending'").await, 1);
+        assert_eq!(db.count("emails").await, 1);
+
+        let again = worker(&db, &["retention", "--dry-run"]);
+        let (out, _) = text(&again);
+        assert!(out.contains("would remove 0 rows"), "{out}");
+
+        let short = worker(&db, &["--event-retention", "10d", "retention"]);
+        let (out, err) = text(&short);
+        assert!(!short.status.success(), "{out}");
+        assert!(err.contains("shorter than 30 days"), "{err}");
+    }
+}
