@@ -26,21 +26,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-PG=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
-PG=${PG%/}
-case "$PG" in
-    postgres://*@127.0.0.1:*|postgresql://*@127.0.0.1:*|postgres://127.0.0.1:*|postgresql://127.0.0.1:*) ;;
-    *) echo "BENCH_PG_URL must point at 127.0.0.1" >&2; exit 2 ;;
-esac
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_pg_url
 EVENTS=${BENCH_EVENTS:-1000000}
 CUSTOMERS=${BENCH_CUSTOMERS:-50000}
 REQUESTS=${BENCH_REQUESTS:-200}
 CLIENTS=${BENCH_CLIENTS:-4}
 MIXED_SECONDS=${BENCH_MIXED_SECONDS:-15}
 DOC=${BENCH_DOC:-docs/performance.md}
-for tool in psql curl ss jq; do
-    command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 2; }
-done
+bench_need psql curl ss jq
 
 STAMP=$(date -u +%Y%m%d%H%M%S)
 OUT=$ROOT/target/bench-console/$STAMP
@@ -50,8 +45,6 @@ TOKEN="bench$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 CONSOLE_PID=
 CREATED=
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-psql_admin() { psql "$PG/postgres" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 sql() { psql "$PG/$DB" -v ON_ERROR_STOP=1 -qAtX -c "$1"; }
 
 cleanup() {
@@ -69,15 +62,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-    local port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 30000))
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then echo "$port"; return 0; fi
-    done
-    return 1
-}
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries"

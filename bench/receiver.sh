@@ -33,12 +33,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-PG=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
-PG=${PG%/}
-case "$PG" in
-    postgres://*@127.0.0.1:*|postgresql://*@127.0.0.1:*|postgres://127.0.0.1:*|postgresql://127.0.0.1:*) ;;
-    *) echo "BENCH_PG_URL must point at 127.0.0.1" >&2; exit 2 ;;
-esac
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_pg_url
 CONCURRENCY=${BENCH_CONCURRENCY:-1,16,64}
 EVENTS=${BENCH_EVENTS:-2000,20000,20000}
 WARMUP=${BENCH_WARMUP:-200}
@@ -59,8 +56,6 @@ RECEIVER_PID=
 TOP_PID=
 DATABASES=()
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-psql_admin() { psql "$PG/postgres" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 
 stop_receiver() {
     if [[ -n $RECEIVER_PID ]] && kill -0 "$RECEIVER_PID" 2>/dev/null; then
@@ -76,17 +71,6 @@ stop_receiver() {
         wait "$RECEIVER_PID" 2>/dev/null || true
     fi
     RECEIVER_PID=
-}
-
-# A TCP port nothing listens on (a random pick checked with ss; the receiver fails loudly if
-# another process takes it in between).
-free_port() {
-    local port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 30000))
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then echo "$port"; return 0; fi
-    done
-    return 1
 }
 
 cleanup() {

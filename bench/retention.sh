@@ -25,21 +25,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-PG=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
-PG=${PG%/}
-case "$PG" in
-    postgres://*@127.0.0.1:*|postgresql://*@127.0.0.1:*|postgres://127.0.0.1:*|postgresql://127.0.0.1:*) ;;
-    *) echo "BENCH_PG_URL must point at 127.0.0.1" >&2; exit 2 ;;
-esac
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_pg_url
 EVENTS=${BENCH_EVENTS:-1000000}
 CUSTOMERS=${BENCH_CUSTOMERS:-50000}
 CONCURRENCY=${BENCH_CONCURRENCY:-16}
 LOAD_EVENTS=${BENCH_LOAD_EVENTS:-20000}
 RUNS=${BENCH_RUNS:-3}
 DOC=${BENCH_DOC:-docs/performance.md}
-for tool in psql jq curl ss; do
-    command -v "$tool" >/dev/null || { echo "bench/retention.sh needs $tool" >&2; exit 2; }
-done
+bench_need psql jq curl ss
 
 STAMP=$(date -u +%Y%m%d%H%M%S)
 DB=billhook_bench_${STAMP}_retention
@@ -50,8 +45,6 @@ RECEIVER_PID=
 RETENTION_PID=
 DB_CREATED=
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-psql_admin() { psql "$PG/postgres" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 sql() { psql "$PG/$DB" -v ON_ERROR_STOP=1 -qAtX -c "$1"; }
 
 stop_pid() {
@@ -64,15 +57,6 @@ stop_pid() {
     done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
     wait "$pid" 2>/dev/null || true
-}
-
-free_port() {
-    local port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 30000))
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then echo "$port"; return 0; fi
-    done
-    return 1
 }
 
 cleanup() {
@@ -120,12 +104,7 @@ BILLHOOK_RECEIVER_LISTEN="127.0.0.1:$PORT" \
 BILLHOOK_RECEIVER_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT" \
     target/release/billhook-receiver >"$OUT/receiver.log" 2>&1 &
 RECEIVER_PID=$!
-for i in $(seq 1 150); do
-    kill -0 "$RECEIVER_PID" 2>/dev/null || { cat "$OUT/receiver.log" >&2; log "receiver exited"; exit 1; }
-    curl -fsS --max-time 1 "http://127.0.0.1:$ADMIN_PORT/healthz" >/dev/null 2>&1 && break
-    [[ $i == 150 ]] && { log "no /healthz answer within 30 s"; exit 1; }
-    sleep 0.2
-done
+wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" "$RECEIVER_PID" receiver || { tail -20 "$OUT/receiver.log" >&2; exit 1; }
 log "receiver pid $RECEIVER_PID on 127.0.0.1:$PORT"
 
 load() { # tag

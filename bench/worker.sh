@@ -40,12 +40,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-PG=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
-PG=${PG%/}
-case "$PG" in
-    postgres://*@127.0.0.1:*|postgresql://*@127.0.0.1:*|postgres://127.0.0.1:*|postgresql://127.0.0.1:*) ;;
-    *) echo "BENCH_PG_URL must point at 127.0.0.1" >&2; exit 2 ;;
-esac
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bench_pg_url
 EVENTS=${BENCH_EVENTS:-10000}
 CONFIGS=${BENCH_WORKER_CONFIGS:-default,16x10,16x50,16x200,8x50,8x100,32x100,32x100p32,default}
 RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-120}
@@ -64,9 +61,7 @@ check_int BENCH_EVENTS "$EVENTS" 1 200000
 check_int BENCH_RUN_TIMEOUT "$RUN_TIMEOUT" 5 900
 check_int BENCH_LAG_RATE "$LAG_RATE" 1 5000
 check_int BENCH_LAG_SECONDS "$LAG_SECONDS" 1 120
-for tool in psql jq curl ss pgrep; do
-    command -v "$tool" >/dev/null || { echo "$tool is needed" >&2; exit 2; }
-done
+bench_need psql jq curl ss pgrep
 
 STAMP=$(date -u +%Y%m%d%H%M%S)
 DB_PREFIX=billhook_bench_worker_${STAMP}
@@ -78,8 +73,6 @@ WORKER_PID=
 RECEIVER_PID=
 DATABASES=()
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-psql_admin() { psql "$PG/postgres" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 db_url() { echo "$PG/$1${DB_PARAMS:+?$DB_PARAMS}"; }
 sql() { psql "$PG/$1" -v ON_ERROR_STOP=1 -qAtX -c "$2"; }
 
@@ -118,17 +111,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A TCP port nothing listens on (a random pick checked with ss; the process started on it fails
-# loudly if another one takes it in between).
-free_port() {
-    local port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 30000))
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then echo "$port"; return 0; fi
-    done
-    return 1
-}
-
 create_db() { # name [template]
     if [[ -n ${2:-} ]]; then
         psql_admin -c "CREATE DATABASE \"$1\" TEMPLATE \"$2\""
@@ -139,15 +121,6 @@ create_db() { # name [template]
         DATABASE_URL="$(db_url "$1")" target/release/billhook-worker migrate >"$OUT/migrate-$1.log" 2>&1 \
             || { cat "$OUT/migrate-$1.log" >&2; exit 1; }
     fi
-}
-
-wait_http() { # url pid what
-    for i in $(seq 1 150); do
-        kill -0 "$2" 2>/dev/null || { log "$3 exited"; return 1; }
-        curl -fsS --max-time 1 "$1" >/dev/null 2>&1 && return 0
-        [[ $i == 150 ]] && { log "$3: no answer from $1 within 30 s"; return 1; }
-        sleep 0.2
-    done
 }
 
 # --- CPU and memory from /proc ------------------------------------------------------------

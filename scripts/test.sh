@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command (README and CI): formatting, lints, every test of the workspace against
-# a real PostgreSQL server, then the fault suite's quick mode (scripts/chaos.sh --quick).
+# a real PostgreSQL server, deploy/ checked (and deploy/systemd/ run under systemd), then the fault
+# suite's quick mode (scripts/chaos.sh --quick).
 # Arguments are passed on to `cargo test` (and skip the fault suite), e.g.
 #   scripts/test.sh -p billhook-receiver
 # Tests make a database of their own per test (billhook_test_*) on the server named by
@@ -146,6 +147,13 @@ step kubernetes kubernetes_checks
 step compose compose_checks
 # A hung test must fail the run, not eat CI's whole budget.
 step tests timeout "${BILLHOOK_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast "$@"
+# deploy/systemd/ run under a real systemd in a container (about 20 s; once a minute more to make
+# its Debian root): migrate first, the services under their sandbox, a webhook applied, a killed
+# worker restarted, a clean stop. Skipped, like chaos, on a narrowed run.
+if [ $# -eq 0 ]; then
+  # shellcheck disable=SC2016 # $1 is the inner shell's.
+  step systemd-boot timeout 600 bash -c 'source scripts/lib/systemd_boot.sh && systemd_boot_step "$1"' _ "$BILLHOOK_TEST_DATABASE_URL"
+fi
 # The fault suite's quick mode (about 3 minutes): the real binaries on a private PostgreSQL
 # cluster, with workers killed, PostgreSQL restarted, SMTP and the application down or silent
 # (scripts/chaos/README.md). Skipped when test.sh is given cargo test arguments (a narrowed run)
