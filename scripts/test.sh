@@ -127,12 +127,18 @@ export SQLX_OFFLINE=true
 
 # Every step runs even after one fails, so one run shows every problem; the exit status is
 # non-zero if any failed.
+# Each step's output is also kept, so that the end of the run can repeat what a failed step
+# said: a CI page that shows only the last lines of a long run still shows why it failed.
 failed=()
+step_logs=$(mktemp -d)
+trap 'pg_stop_private; rm -rf "$step_logs"' EXIT
 step() {
   local name=$1 t0=$SECONDS
   shift
   section "$*"
-  if "$@"; then
+  # Not a pipe into tee: a process a step leaves behind holding its output would make the
+  # pipeline wait for it.
+  if "$@" > >(tee "$step_logs/$name.log") 2>&1; then
     echo "--- $name: ok ($((SECONDS - t0)) s)"
   else
     echo "--- $name: FAILED ($((SECONDS - t0)) s)"
@@ -147,9 +153,10 @@ step kubernetes kubernetes_checks
 step compose compose_checks
 # A hung test must fail the run, not eat CI's whole budget.
 step tests timeout "${BILLHOOK_TEST_TIMEOUT:-1800}" cargo test --workspace --no-fail-fast "$@"
-# deploy/systemd/ run under a real systemd in a container (about 20 s; once a minute more to make
-# its Debian root): migrate first, the services under their sandbox, a webhook applied, a killed
-# worker restarted, a clean stop. Skipped, like chaos, on a narrowed run.
+# deploy/systemd/ run under a real systemd in a container (about 20 s after the binaries' build,
+# which the fault suite then reuses; once a minute more to make its Debian root): migrate first,
+# the services under their sandbox, a webhook applied, a killed worker restarted, a clean stop.
+# Skipped, like chaos, on a narrowed run.
 if [ $# -eq 0 ]; then
   # shellcheck disable=SC2016 # $1 is the inner shell's.
   step systemd-boot timeout 600 bash -c 'source scripts/lib/systemd_boot.sh && systemd_boot_step "$1"' _ "$BILLHOOK_TEST_DATABASE_URL"
@@ -163,6 +170,11 @@ if [ $# -eq 0 ] && [ "${BILLHOOK_SKIP_CHAOS:-0}" != 1 ]; then
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
+  sleep 1
+  for name in "${failed[@]}"; do
+    section "$name failed; the last lines it printed:"
+    grep -v -e '^test .* \.\.\. ok$' "$step_logs/$name.log" | tail -n 40 || true
+  done
   section "scripts/test.sh: FAILED: ${failed[*]} ($((SECONDS - started)) s)"
   exit 1
 fi

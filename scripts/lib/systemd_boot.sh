@@ -45,6 +45,8 @@ systemd_boot_ensure() {
   fi
   root=$(systemd_boot_cache)
   [ "$(cat "$root/.billhook-packages" 2>/dev/null)" = "$SYSTEMD_BOOT_PACKAGES" ] && return 0
+  # Under a umask of 077 the root's own files would be closed to the services' dynamic users.
+  umask 022
   echo "making a Debian bookworm root with systemd in $root (debootstrap, once; about a minute)"
   mkdir -p "$(dirname "$root")"
   tmp="$root.partial.$$"
@@ -121,10 +123,13 @@ BILLHOOK_WORKER_ADMIN_LISTEN=127.0.0.1:$worker_admin
 BILLHOOK_CONSOLE_LISTEN=127.0.0.1:$console
 EOF
 
+  # Installed as an operator does (mode 0755): the services run as a dynamic user, who cannot
+  # execute a build made under a umask of 077 where it lies.
+  install -m 0755 "$bins/billhook-receiver" "$bins/billhook-worker" "$work/"
   local binds=(
     "--bind-ro=$work/billhook.env:/etc/billhook/billhook.env"
-    "--bind-ro=$(realpath "$bins/billhook-receiver"):/usr/local/bin/billhook-receiver"
-    "--bind-ro=$(realpath "$bins/billhook-worker"):/usr/local/bin/billhook-worker"
+    "--bind-ro=$work/billhook-receiver:/usr/local/bin/billhook-receiver"
+    "--bind-ro=$work/billhook-worker:/usr/local/bin/billhook-worker"
   )
   for unit in "$units"/*.service; do
     binds+=("--bind-ro=$(realpath "$unit"):/etc/systemd/system/$(basename "$unit")")
@@ -140,19 +145,38 @@ EOF
   journal() { sc journalctl --no-pager -o cat -n 40 -u "$1" >&2 || true; }
 
   # The container's PID 1: systemd, a child of systemd-nspawn.
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     leader=$(pgrep -P "$(pgrep -P "$nspawn_pid" -x systemd-nspawn || echo "$nspawn_pid")" -x systemd || true)
     [ -n "$leader" ] && break
     kill -0 "$nspawn_pid" 2>/dev/null || break
     sleep 0.2
   done
   if [ -z "$leader" ]; then
-    fail "the container did not boot:"
+    fail "the container did not boot within 60 s:"
     cat "$work/console.log" >&2
   else
-    status=$(timeout 60 nsenter --target "$leader" --all systemctl is-system-running --wait 2>&1 || true)
+    # Billhook's units are not enabled, so nothing of theirs runs at boot: a unit of the
+    # container's own that failed (degraded) is this machine's business, not the check's; it is
+    # said, and the check goes on.
+    # systemd is found as soon as it runs, before its bus is up: until then systemctl fails to
+    # connect, and is asked again.
+    local deadline=$((SECONDS + 120))
+    while :; do
+      status=$(timeout 120 nsenter --target "$leader" --all systemctl is-system-running --wait 2>&1 || true)
+      case "$status" in
+        *"Failed to connect to bus"*) [ "$SECONDS" -lt "$deadline" ] && kill -0 "$nspawn_pid" 2>/dev/null && sleep 0.2 && continue ;;
+      esac
+      break
+    done
     echo "booted systemd $(sc systemctl --version | head -1 | cut -d' ' -f2) in a container: $status"
-    [ "$status" = running ] || fail "the container's systemd is $status: $(sc systemctl --failed --no-legend --plain 2>&1)"
+    case "$status" in
+      running) ;;
+      degraded) echo "the container's own units that failed: $(sc systemctl --failed --no-legend --plain 2>&1 | tr '\n' ' ')" ;;
+      *)
+        fail "the container's systemd is '$status' after 120 s: $(sc systemctl --failed --no-legend --plain 2>&1)"
+        tail -n 30 "$work/console.log" >&2
+        ;;
+    esac
   fi
 
   if [ "$ok" = 1 ]; then
@@ -253,11 +277,14 @@ EOF
   [ "$ok" = 1 ]
 }
 
-# scripts/test.sh's step: this build's debug binaries (cargo test has built them; built here
-# if not) under the units, on the test server. As root, or through passwordless sudo.
+# scripts/test.sh's step: this build's debug binaries (cargo build --bins, which cargo test's
+# build does not give: its binaries have the dev-dependencies' features) under the units, on the
+# test server. As root, or through passwordless sudo.
 systemd_boot_step() {
   local server=$1
-  SQLX_OFFLINE=true cargo build --quiet --bins -p billhook-receiver -p billhook-worker || return 1
+  # The same build as scripts/chaos.sh's, which comes next and so finds it made: another package
+  # selection would unify other features and build everything twice.
+  SQLX_OFFLINE=true cargo build --quiet --bins || return 1
   if [ "$(id -u)" -eq 0 ]; then
     systemd_boot_check target/debug "$server"
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
