@@ -43,11 +43,7 @@ impl Applier {
     pub fn new(pool: &PgPool, context: Context) -> Self {
         Self {
             pool: pool.clone(),
-            job: ProcessEventJob {
-                pool: pool.clone(),
-                metrics: EventMetrics::new(),
-                context,
-            },
+            job: ProcessEventJob::new(pool.clone(), EventMetrics::new(), context, u32::MAX),
         }
     }
 

@@ -1,8 +1,11 @@
 //! Apply one stored Stripe event, in one transaction: lock the event, skip it if finished,
 //! lock the Stripe object it is about, apply it, mark it applied.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 
 use super::context::Context;
 use super::effects;
@@ -13,9 +16,27 @@ use crate::queue::jobs::ProcessEvent;
 use crate::queue::{JobError, JobKind};
 
 pub struct ProcessEventJob {
-    pub pool: PgPool,
-    pub metrics: EventMetrics,
-    pub context: Context,
+    pool: PgPool,
+    metrics: EventMetrics,
+    context: Context,
+    /// Events applied at once by this process. Each holds a connection for its whole
+    /// transaction, so no more than the pool has free for them ([`crate::queue::connections`]):
+    /// the rest of what the queue fetched waits here, for as long as it takes, instead of
+    /// failing on the pool's timeout.
+    slots: Arc<Semaphore>,
+}
+
+impl ProcessEventJob {
+    /// `slots`: how many events may be applied at once (at least one).
+    pub fn new(pool: PgPool, metrics: EventMetrics, context: Context, slots: u32) -> Self {
+        let slots = (slots.max(1) as usize).min(Semaphore::MAX_PERMITS);
+        Self {
+            pool,
+            metrics,
+            context,
+            slots: Arc::new(Semaphore::new(slots)),
+        }
+    }
 }
 
 impl JobKind for ProcessEventJob {
@@ -31,6 +52,12 @@ impl JobKind for ProcessEventJob {
         fields(event_id = %args.event_id(), event_type = tracing::field::Empty))]
     async fn run(&self, args: ProcessEvent) -> Result<(), JobError> {
         let id = args.event_id().as_str();
+        // Never closed: the semaphore lives as long as the job.
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| JobError::Retryable(e.into()))?;
         let mut tx = self.pool.begin().await?;
         let Some(stored) = inbox::lock(&mut tx, id).await? else {
             return Err(JobError::Permanent(anyhow::anyhow!(

@@ -27,7 +27,7 @@ use crate::email::Mailer;
 use crate::email::job::SendEmailJob;
 use crate::notify::Outbox;
 use crate::notify::job::NotifyAppJob;
-use crate::queue::{Ended, Workers};
+use crate::queue::{Ended, Workers, connections};
 use crate::reconcile::{self, Reconciler};
 use crate::summary::Summaries;
 use metrics::Metrics;
@@ -56,6 +56,11 @@ struct Jobs {
     send_email: SendEmailJob,
     dunning_step: DunningStepJob,
     post_alert: PostAlertJob,
+}
+
+impl Jobs {
+    /// The job kinds `run` adds, each with a queue holding one connection for its LISTEN.
+    const KINDS: u32 = 5;
 }
 
 impl Daemon {
@@ -101,12 +106,23 @@ impl Daemon {
             mailer: mailer.clone(),
             dunning: dunning.clone(),
         };
+        let max_connections = pool.options().get_max_connections();
+        let event_slots = connections::for_jobs(max_connections, Jobs::KINDS);
+        tracing::info!(
+            events_at_once = event_slots.min(settings.queue.concurrency),
+            database_max_connections = max_connections,
+            "events applied at once: the pool less one LISTEN connection per job kind ({}) \
+             and {} kept for the queues' polls, scheduled tasks and the console",
+            Jobs::KINDS,
+            connections::RESERVED
+        );
         let jobs = Jobs {
-            process_event: ProcessEventJob {
-                pool: pool.clone(),
-                metrics: metrics.events.clone(),
+            process_event: ProcessEventJob::new(
+                pool.clone(),
+                metrics.events.clone(),
                 context,
-            },
+                event_slots,
+            ),
             notify_app: NotifyAppJob::new(pool.clone(), &settings.notify)?,
             send_email: SendEmailJob::new(pool.clone(), &settings.email)?,
             dunning_step: DunningStepJob {
@@ -195,6 +211,7 @@ impl Daemon {
         workers.add(jobs.send_email);
         workers.add(jobs.dunning_step);
         workers.add(jobs.post_alert);
+        debug_assert_eq!(workers.kinds(), Jobs::KINDS as usize);
         let (stop_schedule, schedule_stopped) = tokio::sync::oneshot::channel::<()>();
         let schedule = match reconciler {
             Some(reconciler) => {

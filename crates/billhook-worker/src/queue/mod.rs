@@ -7,11 +7,13 @@
 //! - [`runner`]: the one handler every kind runs in: decoding, panics, retries with backoff,
 //!   failure history; [`JobError`] is what a kind's `run` returns;
 //! - [`dead_letter`]: jobs that keep failing, and requeue;
+//! - [`connections`]: how many of the pool's connections jobs can count on;
 //! - [`workers`]: the apalis workers of a process, their [`restart`] policy and the
 //!   [`retention`] sweep of finished jobs;
 //! - [`metrics`]: job runs, retries, dead letters, queue depth;
 //! - [`drain`]: runs every due job to completion, for tests and one-off commands.
 
+pub mod connections;
 pub mod dead_letter;
 pub mod drain;
 pub mod error;

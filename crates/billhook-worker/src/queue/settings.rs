@@ -7,7 +7,8 @@ use billhook_core::config::positive_duration;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct QueueSettings {
-    /// Jobs of one kind processed at once by this process.
+    /// Jobs of one kind processed at once by this process. Events applied at once are also
+    /// bounded by the pool's free connections (`queue::connections`).
     #[arg(long = "concurrency", env = "BILLHOOK_WORKER_CONCURRENCY", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,

@@ -104,6 +104,11 @@ impl Workers {
         self.monitors.push(monitor);
     }
 
+    /// The job kinds added so far.
+    pub fn kinds(&self) -> usize {
+        self.monitors.len()
+    }
+
     /// Runs every added kind and the retention sweep until `shutdown` completes or a worker
     /// gives up.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<Ended> {

@@ -3,6 +3,7 @@
 //! others down.
 
 mod migrate;
+mod pool;
 mod reconcile;
 mod scale_out;
 mod worker;

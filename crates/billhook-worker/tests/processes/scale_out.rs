@@ -158,7 +158,12 @@ async fn two_receivers_and_three_workers_apply_every_event_of_every_story_exactl
             .await,
         0
     );
-    assert_eq!(db.count("job_failures").await, 0);
+    let failures: Vec<(String, i32, bool, String)> =
+        sqlx::query_as("SELECT kind, attempt, retryable, error FROM job_failures ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("job_failures");
+    assert!(failures.is_empty(), "jobs failed: {failures:#?}");
     // Applied once: no audit entry written twice, and every process took part.
     assert_eq!(
         db.count(

@@ -19,6 +19,10 @@ pub(crate) fn worker(database_url: &str) -> Command {
             std::env::temp_dir().join("billhook-test-mail"),
         )
         .env("BILLHOOK_LOG_FORMAT", "text")
+        // Tests run side by side on one server (max_connections 100): five processes of
+        // sixteen connections each in two tests at once left none for the next connection.
+        .env("BILLHOOK_DATABASE_MAX_CONNECTIONS", "10")
+        .env("BILLHOOK_DATABASE_MIN_CONNECTIONS", "1")
         .env("BILLHOOK_WORKER_ADMIN_LISTEN", "127.0.0.1:0")
         .env("BILLHOOK_CONSOLE_LISTEN", "127.0.0.1:0")
         .env("BILLHOOK_WORKER_POLL_INTERVAL", "100ms")
