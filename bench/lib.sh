@@ -24,16 +24,9 @@ bench_need() {
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 psql_admin() { psql "$PG/postgres" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 
-# A TCP port nothing listens on (a random pick checked with ss; the process started on it fails
-# loudly if another one takes it in between).
-free_port() {
-    local port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 30000))
-        if [[ -z $(ss -Htln "sport = :$port") ]]; then echo "$port"; return 0; fi
-    done
-    return 1
-}
+# free_port: scripts/lib/ports.sh (a port below the ephemeral range that no socket uses).
+# shellcheck source=scripts/lib/ports.sh
+source scripts/lib/ports.sh
 
 wait_http() { # url pid what
     for i in $(seq 1 150); do

@@ -160,7 +160,7 @@ LOG_LINES=$(wc -l <"$OUT/receiver.log")
 LOG_BYTES=$(wc -c <"$OUT/receiver.log")
 
 # --- pgbench ceiling -----------------------------------------------------------------------
-PGB_TPS= PGB_LAT= PGB_P50= PGB_P99= PGB1_TPS= PGB1_LAT= PGB_ROWS=
+PGB_TPS='' PGB_LAT='' PGB_P50='' PGB_P99='' PGB1_TPS='' PGB1_LAT='' PGB_ROWS=''
 if [[ ${BENCH_SKIP_PGBENCH:-0} != 1 ]]; then
     log "pgbench ceiling on $CEILING_DB"
     create_db "$CEILING_DB"

@@ -10,6 +10,7 @@ import hmac
 import http.server
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,9 +20,25 @@ import time
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no socket uses, below the kernel's ephemeral range: a port picked inside it
+    (as binding to port 0 does) can be taken by a client connection's local end before the
+    process that is to listen on it binds it ("Address already in use")."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    if low <= 21024:
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(20000, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port below the ephemeral range")
 
 
 def wait_port(port, timeout, banner=False):

@@ -16,6 +16,9 @@
 # worker needs CA certificates (it builds its HTTPS clients at start), as docs/deployment.md says.
 SYSTEMD_BOOT_PACKAGES=systemd,systemd-sysv,dbus,ca-certificates
 
+# shellcheck source=scripts/lib/ports.sh
+source scripts/lib/ports.sh
+
 systemd_boot_cache() {
   printf '%s\n' "${BILLHOOK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/billhook}/systemd-root-bookworm"
 }
@@ -69,19 +72,6 @@ systemd_boot_ensure() {
   mv "$tmp" "$root"
 }
 
-# A TCP port nothing listens on here (the container shares this machine's network).
-systemd_boot_port() {
-  local port
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 30000))
-    if [ -z "$(ss -Htln "sport = :$port")" ]; then
-      echo "$port"
-      return 0
-    fi
-  done
-  return 1
-}
-
 # systemd_boot_check BIN_DIR SERVER_URL [UNITS_DIR]: the binaries of BIN_DIR under the units of
 # UNITS_DIR (deploy/systemd/),
 # on a database of their own on SERVER_URL's PostgreSQL (a postgres://…@127.0.0.1 URL, as
@@ -101,8 +91,8 @@ systemd_boot_check() {
   work=$(mktemp -d)
   db="billhook_test_systemd_$$"
   url="${server%/*}/$db"
-  if ! { port=$(systemd_boot_port) && admin=$(systemd_boot_port) \
-    && worker_admin=$(systemd_boot_port) && console=$(systemd_boot_port); }; then
+  if ! { port=$(free_port) && admin=$(free_port) \
+    && worker_admin=$(free_port) && console=$(free_port); }; then
     echo "no free port" >&2
     return 1
   fi
