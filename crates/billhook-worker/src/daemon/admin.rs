@@ -33,11 +33,14 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Ready when PostgreSQL answers within the database timeout (at most
+/// [`billhook_core::db::READY_WITHIN`]) and holds every migration this build needs.
 async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
-    match billhook_core::db::check_migrated(&state.pool).await {
+    let within = state.pool.options().get_acquire_timeout();
+    match billhook_core::db::readiness(&state.pool, within).await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "status": "not ready", "reason": e.to_string() })),
+        Err(reason) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "not ready", "reason": reason })),
     }
 }
 

@@ -407,6 +407,35 @@ async fn shutdown_lets_the_job_in_flight_finish() {
 }
 
 #[tokio::test]
+async fn readyz_answers_503_in_time_when_the_database_does_not_answer() {
+    let app = TestReceiver::spawn().await;
+    let worker = TestWorker::spawn(&app.db.pool).await;
+    let readyz = || {
+        app.client
+            .get(format!("{}/readyz", worker.admin_address))
+            .timeout(Duration::from_secs(10))
+            .send()
+    };
+    assert_eq!(readyz().await.expect("GET").status(), 200);
+    // A query that does not return: the migration history locked by another transaction.
+    let mut blocker = app.db.pool.begin().await.expect("tx");
+    sqlx::query("LOCK TABLE _sqlx_migrations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+
+    let response = readyz()
+        .await
+        .expect("/readyz answers while the database does not");
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["reason"], "database timed out", "{body}");
+
+    blocker.rollback().await.expect("release");
+    assert_eq!(readyz().await.expect("GET").status(), 200);
+}
+
+#[tokio::test]
 async fn the_admin_listener_reports_health_readiness_and_job_metrics() {
     let app = TestReceiver::spawn().await;
     let worker = TestWorker::spawn(&app.db.pool).await;
