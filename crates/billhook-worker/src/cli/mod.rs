@@ -77,6 +77,37 @@ pub enum Command {
     Sync(sync::SyncArgs),
 }
 
+/// Builds the daemon, again while PostgreSQL is unavailable (restarting, failing over,
+/// terminating connections) for up to BILLHOOK_WORKER_GIVE_UP_AFTER, as the running daemon rides
+/// such an outage out: a restart that lands in the middle of start-up is no reason to exit.
+async fn build_waiting(
+    pool: sqlx::PgPool,
+    settings: crate::daemon::settings::RunSettings,
+) -> anyhow::Result<crate::daemon::Daemon> {
+    let deadline = std::time::Instant::now() + settings.queue.give_up_after;
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match crate::daemon::Daemon::build(pool.clone(), settings.clone()).await {
+            Ok(daemon) => return Ok(daemon),
+            Err(e) if database_unavailable(&e) && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay,
+                    "PostgreSQL went away during start-up; starting again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `error` comes from a database that is unavailable for now.
+fn database_unavailable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(billhook_core::db::errors::is_unavailable)
+}
+
 /// Runs the chosen subcommand to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Run);
@@ -89,7 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match command {
         Command::Run => {
-            let daemon = crate::daemon::Daemon::build(pool, cli.run).await?;
+            let daemon = build_waiting(pool, cli.run).await?;
             daemon.run(billhook_core::shutdown::signal()).await
         }
         Command::Migrate => {

@@ -277,3 +277,41 @@ async fn the_requeue_command_replays_dead_letters_and_records_who_and_why() {
     let open = output(worker(&app.db.url).args(["dead-letters", "list"]));
     assert!(String::from_utf8_lossy(&open.stdout).contains("0 dead letter(s)"));
 }
+
+#[tokio::test]
+async fn a_database_restart_during_start_up_is_waited_out_not_an_exit() {
+    let db = TestDatabase::new().await;
+    // Start-up writes the billing settings: hold that row, so the worker's start-up waits
+    // there, then end its connection as a PostgreSQL restart or failover does.
+    let mut blocker = db.pool.begin().await.expect("tx");
+    sqlx::query("SELECT 1 FROM billing_settings FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let mut running = Running::start(&db.url);
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND query LIKE 'UPDATE billing_settings%'";
+    wait_for_count(&db.pool, waiting, 1, Duration::from_secs(30)).await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'UPDATE billing_settings%'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("terminate");
+    assert_eq!(terminated, [true]);
+    blocker.rollback().await.expect("release");
+
+    // Up after all: every job kind's worker registered, and the process still running.
+    wait_for_count(
+        &db.pool,
+        "SELECT count(DISTINCT worker_type) FROM apalis.workers",
+        5,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        running.0.try_wait().expect("try_wait").is_none(),
+        "billhook-worker exited"
+    );
+}
