@@ -84,25 +84,55 @@ pub async fn connect_waiting(
     settings: &DatabaseSettings,
     wait: std::time::Duration,
 ) -> anyhow::Result<PgPool> {
+    retry_while_unavailable(
+        wait,
+        "PostgreSQL cannot be reached yet; waiting for it",
+        || async {
+            let options = connect_options(settings)?;
+            pool_options(settings, &options)
+                .connect_with(options)
+                .await
+                .map_err(|e| {
+                    anyhow::Error::new(e).context("cannot connect to PostgreSQL (DATABASE_URL)")
+                })
+        },
+    )
+    .await
+}
+
+/// Runs `attempt` again while it fails because PostgreSQL is unavailable (an error of the
+/// *unavailable* class anywhere in its chain: down, restarting, terminating connections), for
+/// up to `wait`, with pauses from 0.5 s doubling to 5 s, each logged with `waiting` as the
+/// message. Any other error, or the last one past `wait`, is returned.
+pub async fn retry_while_unavailable<T, F, Fut>(
+    wait: std::time::Duration,
+    waiting: &str,
+    mut attempt: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
     let deadline = std::time::Instant::now() + wait;
     let mut delay = std::time::Duration::from_millis(500);
     loop {
-        let options = connect_options(settings)?;
-        match pool_options(settings, &options).connect_with(options).await {
-            Ok(pool) => return Ok(pool),
-            Err(e) if errors::is_unavailable(&e) && std::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, retry_in = ?delay,
-                    "PostgreSQL cannot be reached yet; waiting for it");
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) if unavailable(&e) && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "{waiting}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context("cannot connect to PostgreSQL (DATABASE_URL)")
-                );
-            }
+            Err(e) => return Err(e),
         }
     }
+}
+
+fn unavailable(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+        .any(errors::is_unavailable)
 }
 
 /// Runs apalis's setup, then Billhook's migrations. Safe to run again, and from several

@@ -84,28 +84,12 @@ async fn build_waiting(
     pool: sqlx::PgPool,
     settings: crate::daemon::settings::RunSettings,
 ) -> anyhow::Result<crate::daemon::Daemon> {
-    let deadline = std::time::Instant::now() + settings.queue.give_up_after;
-    let mut delay = std::time::Duration::from_millis(500);
-    loop {
-        match crate::daemon::Daemon::build(pool.clone(), settings.clone()).await {
-            Ok(daemon) => return Ok(daemon),
-            Err(e) if database_unavailable(&e) && std::time::Instant::now() < deadline => {
-                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay,
-                    "PostgreSQL went away during start-up; starting again");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Whether `error` comes from a database that is unavailable for now.
-fn database_unavailable(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
-        .any(billhook_core::db::errors::is_unavailable)
+    billhook_core::db::retry_while_unavailable(
+        settings.queue.give_up_after,
+        "PostgreSQL went away during start-up; starting again",
+        || crate::daemon::Daemon::build(pool.clone(), settings.clone()),
+    )
+    .await
 }
 
 /// Runs the chosen subcommand to completion.
